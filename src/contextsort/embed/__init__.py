@@ -1,0 +1,44 @@
+"""Embedders: turn texts into unit-norm float32 vectors.
+
+Every embedder follows the `Embedder` protocol, so the pipeline does not care
+which model produced the vectors. `get_embedder(spec)` builds one from a CLI
+string such as "wordllama".
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """encode(texts) -> float32 [n, dim], each row L2-normalised (cosine = dot)."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class EmbedderUnavailable(Exception):
+    """The embedder cannot be built (package missing, model not on disk, offline)."""
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm; all-zero rows stay zero (caller rejects them)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x
+
+
+def get_embedder(spec: str, **options) -> Embedder:
+    """Build an embedder from its spec string ("wordllama", ...)."""
+    name, _, arg = spec.partition(":")
+    if name == "wordllama":
+        from .wordllama import WordLlamaEmbedder
+
+        return WordLlamaEmbedder(arg or None, **options)
+    raise EmbedderUnavailable(f"unknown embedder '{spec}' (available: wordllama)")

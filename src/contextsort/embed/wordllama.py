@@ -1,0 +1,44 @@
+"""WordLlama: static 256-d token embeddings from Llama-2's vocabulary, shipped in the wheel.
+
+No download, no torch, about 1,600 docs/s on 2 cores. Semantic (not just lexical)
+because the token vectors were distilled from a large LLM's embedding table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import EmbedderUnavailable, l2_normalize
+
+
+class WordLlamaEmbedder:
+    name = "wordllama"
+
+    def __init__(self, config: str | None = None, dim: int = 256, batch_size: int = 64, max_tokens: int = 512, **_):
+        try:
+            import wordllama
+            from wordllama import WordLlama
+        except ImportError as e:  # pragma: no cover - it is a core dependency
+            raise EmbedderUnavailable("the 'wordllama' package is not installed: pip install wordllama") from e
+        try:
+            # Plain load() tries to download a tokenizer config it already ships.
+            self._model = WordLlama.load(
+                config=config or "l2_supercat", dim=dim, cache_dir=Path(wordllama.__file__).parent, disable_download=True
+            )
+        except Exception as e:
+            raise EmbedderUnavailable(f"cannot load WordLlama weights offline: {e}") from e
+        # The paper embeds the first 512 tokens; without truncation wordllama pads every
+        # batch to its longest document, which is several times slower on long texts.
+        if max_tokens:
+            self._model.tokenizer.enable_truncation(max_tokens)
+        self.dim = dim
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.name = f"wordllama:{config or 'l2_supercat'}:{dim}:max{max_tokens}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vecs = self._model.embed(list(texts), norm=False, batch_size=self.batch_size)
+        return l2_normalize(np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim))

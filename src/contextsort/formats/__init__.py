@@ -1,0 +1,74 @@
+"""Writers of the ordered documents (JSONL, Parquet). Token-context formats live beside them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..corpus import DocStore
+
+DOC_FORMATS = ("jsonl", "parquet")
+BATCH = 8192
+
+
+def _rows(store: DocStore, order: np.ndarray, label_field: str | None, start: int, stop: int):
+    labels = store.labels
+    for pos in range(start, stop):
+        i = int(order[pos])
+        rec = store.record(i)
+        rec["position"] = pos
+        if labels is not None and label_field and label_field not in rec:
+            rec[label_field] = labels[i]
+        yield rec
+
+
+def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, label_field: str | None, quiet: bool = True) -> list[str]:
+    """Write the documents of `order` (original fields + `position`) in each format; return file names."""
+    from tqdm.auto import tqdm
+
+    unknown = [f for f in formats if f not in DOC_FORMATS]
+    if unknown:
+        raise ValueError(f"unknown output format(s) {unknown} (available: {', '.join(DOC_FORMATS)})")
+    written = []
+    n = len(order)
+    if "jsonl" in formats:
+        path = Path(run_dir) / "ordered.jsonl"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=n, desc="write jsonl", unit="doc", disable=quiet, leave=False, file=sys.stderr) as bar:
+            for start in range(0, n, BATCH):
+                stop = min(n, start + BATCH)
+                for rec in _rows(store, order, label_field, start, stop):
+                    fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+                bar.update(stop - start)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        written.append(path.name)
+    if "parquet" in formats:
+        written.append(_write_parquet(Path(run_dir) / "ordered.parquet", store, order, label_field, quiet))
+    return written
+
+
+def _write_parquet(path: Path, store: DocStore, order: np.ndarray, label_field, quiet: bool) -> str:
+    """Two passes: unify the schema over all batches (records may differ), then write."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = len(order)
+    schema = None
+    for start in range(0, n, BATCH):
+        t = pa.Table.from_pylist(list(_rows(store, order, label_field, start, min(n, start + BATCH))))
+        schema = t.schema if schema is None else pa.unify_schemas([schema, t.schema], promote_options="permissive")
+    if schema is None:
+        schema = pa.schema([("position", pa.int64())])
+    tmp = path.with_name(path.name + ".tmp")
+    with pq.ParquetWriter(tmp, schema) as w:
+        for start in range(0, n, BATCH):
+            rows = list(_rows(store, order, label_field, start, min(n, start + BATCH)))
+            w.write_table(pa.Table.from_pylist(rows, schema=schema))
+    os.replace(tmp, path)
+    return path.name

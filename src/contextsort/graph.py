@@ -1,0 +1,166 @@
+"""Undirected document graph in CSR form, built from kNN lists.
+
+Edge (a, b) exists if either is in the other's kNN list (the paper's graph);
+its weight is their cosine similarity. Neighbours of each node are sorted by
+decreasing weight (ties: lower id first) so traversals can scan them in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+
+@dataclass
+class Graph:
+    indptr: np.ndarray  # int64 [N+1]
+    indices: np.ndarray  # int64 [E2] (each undirected edge twice)
+    weights: np.ndarray  # float32 [E2]
+
+    @property
+    def n(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def degree(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.indices) // 2
+
+
+@nb.njit(cache=True)
+def _symmetrize(ids, sims, n):
+    k = ids.shape[1]
+    # Collect directed edges both ways, then sort by (src, -w, dst) and dedupe.
+    m = 0
+    for i in range(ids.shape[0]):
+        for j in range(k):
+            if ids[i, j] >= 0 and ids[i, j] != i:
+                m += 1
+    src = np.empty(2 * m, np.int64)
+    dst = np.empty(2 * m, np.int64)
+    w = np.empty(2 * m, np.float32)
+    p = 0
+    for i in range(ids.shape[0]):
+        for j in range(k):
+            t = ids[i, j]
+            if t >= 0 and t != i:
+                src[p] = i
+                dst[p] = t
+                w[p] = sims[i, j]
+                p += 1
+                src[p] = t
+                dst[p] = i
+                w[p] = sims[i, j]
+                p += 1
+    # counting sort by src
+    counts = np.zeros(n + 1, np.int64)
+    for e in range(2 * m):
+        counts[src[e] + 1] += 1
+    for i in range(n):
+        counts[i + 1] += counts[i]
+    pos = counts[:-1].copy()
+    d2 = np.empty(2 * m, np.int64)
+    w2 = np.empty(2 * m, np.float32)
+    for e in range(2 * m):
+        s = src[e]
+        d2[pos[s]] = dst[e]
+        w2[pos[s]] = w[e]
+        pos[s] += 1
+    # per row: sort by dst, dedupe (keep max weight), then sort by -w
+    indptr = np.zeros(n + 1, np.int64)
+    out_d = np.empty(2 * m, np.int64)
+    out_w = np.empty(2 * m, np.float32)
+    q = 0
+    for i in range(n):
+        a, b = counts[i], counts[i + 1]
+        if b > a:
+            row_d = d2[a:b]
+            row_w = w2[a:b]
+            o = np.argsort(row_d, kind="mergesort")
+            start = q
+            prev = -1
+            for t in range(b - a):
+                dd = row_d[o[t]]
+                ww = row_w[o[t]]
+                if dd == prev:
+                    if ww > out_w[q - 1]:
+                        out_w[q - 1] = ww
+                else:
+                    out_d[q] = dd
+                    out_w[q] = ww
+                    q += 1
+                    prev = dd
+            # sort this row by decreasing weight, stable on ascending id
+            seg_w = -out_w[start:q]
+            o2 = np.argsort(seg_w, kind="mergesort")
+            tmp_d = out_d[start:q][o2].copy()
+            tmp_w = out_w[start:q][o2].copy()
+            out_d[start:q] = tmp_d
+            out_w[start:q] = tmp_w
+        indptr[i + 1] = q
+    return indptr, out_d[:q].copy(), out_w[:q].copy()
+
+
+def graph_from_knn(ids: np.ndarray, sims: np.ndarray) -> Graph:
+    """Symmetrise kNN lists into the undirected similarity graph."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    sims = np.ascontiguousarray(sims, dtype=np.float32)
+    if ids.ndim != 2 or ids.shape != sims.shape:
+        raise ValueError("ids and sims must be 2-d arrays of the same shape")
+    indptr, indices, weights = _symmetrize(ids, sims, ids.shape[0])
+    return Graph(indptr, indices, weights)
+
+
+@nb.njit(cache=True)
+def _restrict(ids, sims, keep_new, rep):
+    n, k = ids.shape
+    m = 0
+    for i in range(n):
+        if keep_new[i] >= 0:
+            m += 1
+    out_i = np.full((m, k), -1, np.int64)
+    out_s = np.zeros((m, k), np.float32)
+    for i in range(n):
+        r = keep_new[i]
+        if r < 0:
+            continue
+        c = 0
+        for j in range(k):
+            t = ids[i, j]
+            if t < 0:
+                continue
+            t2 = keep_new[rep[t]]
+            if t2 < 0 or t2 == r:
+                continue
+            dup = False
+            for x in range(c):
+                if out_i[r, x] == t2:
+                    dup = True
+                    break
+            if not dup:
+                out_i[r, c] = t2
+                out_s[r, c] = sims[i, j]
+                c += 1
+    return out_i, out_s
+
+
+def restrict_knn(
+    ids: np.ndarray, sims: np.ndarray, dup_of: np.ndarray, keep: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """kNN lists of the kept documents only, renumbered 0..n_kept-1.
+
+    A neighbour that was removed as a duplicate is replaced by the document it
+    duplicates (nearly the same text), so kept documents keep their links.
+    `keep` defaults to dup_of < 0; documents outside it that are no duplicate are dropped.
+    """
+    dup_of = np.asarray(dup_of, dtype=np.int64)
+    keep = (dup_of < 0) if keep is None else np.asarray(keep, dtype=bool)
+    keep_new = np.full(len(dup_of), -1, dtype=np.int64)
+    keep_new[keep] = np.arange(int(keep.sum()))
+    rep = np.where(dup_of >= 0, dup_of, np.arange(len(dup_of)))
+    return _restrict(np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(sims, np.float32), keep_new, rep)

@@ -1,0 +1,350 @@
+"""Stage orchestration: the only code that reads and writes the run directory.
+
+Stages: ingest -> embed -> neighbors -> dedup -> order -> write. Each stage's
+artifact is written to a temporary name and renamed; the manifest records each
+stage's config fingerprint, so a rerun skips every stage whose inputs and config
+are unchanged (resume after a crash, or change only a late stage's options).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from . import __version__
+from .config import Config, fingerprint
+from .corpus import CorpusReader, DocStore, DocStoreWriter, InputError, Reject, _save_npy, fingerprint_inputs
+from .dedup import find_duplicates
+from .graph import graph_from_knn, restrict_knn
+from .metrics import adjacent_similarity, label_agreement, path_bound, path_weight
+from .neighbors import knn_graph
+from .order import compute_order
+
+STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write")
+
+
+class RunError(Exception):
+    """A run cannot proceed (bad run directory, nothing to order, counts that do not add up)."""
+
+
+def _progress(total: int | None, desc: str, quiet: bool, unit: str = "doc"):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+def _versions() -> dict:
+    import faiss
+    import numba
+
+    out = {"contextsort": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    out["faiss"] = faiss.__version__
+    out["numba"] = numba.__version__
+    try:
+        import pyarrow
+
+        out["pyarrow"] = pyarrow.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _write_json(path: Path, obj: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    manifest: dict
+    order: np.ndarray  # store positions of the kept documents, in output order
+    skipped: list[str] = field(default_factory=list)  # stages reused from an earlier run
+
+    @property
+    def metrics(self) -> dict:
+        return self.manifest.get("metrics", {})
+
+    @property
+    def counts(self) -> dict:
+        return self.manifest.get("counts", {})
+
+
+class Runner:
+    """Runs the pipeline over `inputs` into `run_dir` with `config`."""
+
+    def __init__(
+        self,
+        inputs: Iterable[str | os.PathLike],
+        run_dir: str | os.PathLike,
+        config: Config | None = None,
+        quiet: bool = False,
+        overwrite: bool = False,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.inputs = [Path(p) for p in inputs]
+        self.dir = Path(run_dir)
+        self.cfg = config or Config()
+        self.quiet = quiet
+        self.log = log or (lambda msg: None if quiet else print(msg, file=sys.stderr))
+        self._prepare_dir(overwrite)
+        self.manifest_path = self.dir / "manifest.json"
+        self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
+        self.manifest.setdefault("stages", {})
+        self.skipped: list[str] = []
+
+    # -- run directory -----------------------------------------------------
+    def _prepare_dir(self, overwrite: bool) -> None:
+        d = self.dir
+        if d.exists() and not d.is_dir():
+            raise RunError(f"{d}: exists and is not a directory")
+        if d.exists() and any(d.iterdir()) and not (d / "manifest.json").exists():
+            if not overwrite:
+                raise RunError(f"{d}: directory is not empty and is not a contextsort run (use --overwrite to replace it)")
+            shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+
+    def _save_manifest(self) -> None:
+        _write_json(self.manifest_path, self.manifest)
+
+    def _fresh(self, stage: str, fp: str, artifacts: list[str]) -> bool:
+        st = self.manifest["stages"].get(stage)
+        return bool(st and st.get("fingerprint") == fp and all((self.dir / a).exists() for a in artifacts))
+
+    def _done(self, stage: str, fp: str, seconds: float, **extra) -> None:
+        self.manifest["stages"][stage] = {"fingerprint": fp, "seconds": round(seconds, 3), **extra}
+        # a recomputed stage invalidates every later one
+        for later in STAGES[STAGES.index(stage) + 1 :]:
+            st = self.manifest["stages"].get(later)
+            if st is not None and st.get("upstream") != fp:
+                self.manifest["stages"].pop(later, None)
+        self._save_manifest()
+
+    # -- stages ------------------------------------------------------------
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        t_all = time.perf_counter()
+        self.manifest.update(
+            {
+                "contextsort": __version__,
+                "inputs": [str(p) for p in self.inputs],
+                "config": cfg.to_dict(),
+                "versions": _versions(),
+            }
+        )
+        if not self.inputs:
+            raise RunError("no input given")
+        input_fp = fingerprint_inputs(self.inputs)
+        self.manifest["input_fingerprint"] = input_fp
+
+        fp_ingest = fingerprint("ingest", input_fp, cfg.input)
+        self._stage("ingest", fp_ingest, ["store/records.jsonl", "store/text.idx.npy", "rejects.jsonl"], self._ingest)
+        store = DocStore(self.dir / "store")
+        n_read = self.manifest["stages"]["ingest"]["records_read"]
+        n_ingest_rejects = self.manifest["stages"]["ingest"]["rejected"]
+        if len(store) == 0:
+            raise RunError(f"no usable documents in the input ({n_read} records read, {n_ingest_rejects} rejected: see {self.dir / 'rejects.jsonl'})")
+
+        fp_embed = fingerprint("embed", fp_ingest, cfg.embed.embedder)
+        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store), upstream=fp_ingest)
+        emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
+        valid = np.load(self.dir / "embed_valid.npy")
+
+        fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed)
+        self._stage("neighbors", fp_knn, ["knn_ids.npy", "knn_sims.npy"], lambda: self._neighbors(emb, valid), upstream=fp_embed)
+        ids = np.load(self.dir / "knn_ids.npy")
+        sims = np.load(self.dir / "knn_sims.npy")
+
+        fp_dedup = fingerprint("dedup", fp_knn, cfg.dedup)
+        self._stage("dedup", fp_dedup, ["dup_of.npy"], lambda: self._dedup(store, ids, sims, valid), upstream=fp_knn)
+        dup_of = np.load(self.dir / "dup_of.npy")
+
+        fp_order = fingerprint("order", fp_dedup, cfg.order, cfg.seed)
+        self._stage("order", fp_order, ["order.npy"], lambda: self._order(emb, ids, sims, dup_of, valid, store), upstream=fp_dedup)
+        order = np.load(self.dir / "order.npy")
+
+        fp_write = fingerprint("write", fp_order, cfg.output)
+        outs = [f"ordered.{f}" for f in cfg.output.formats] + ["removed.jsonl"]
+        self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, sims, ids), upstream=fp_order)
+
+        self._account(n_read, store, dup_of, valid, order)
+        self.manifest["seconds_total"] = round(time.perf_counter() - t_all, 3)
+        self._save_manifest()
+        return RunResult(self.dir, self.manifest, order, list(self.skipped))
+
+    def _stage(self, name: str, fp: str, artifacts: list[str], fn: Callable[[], dict | None], upstream: str | None = None):
+        if self._fresh(name, fp, artifacts):
+            self.skipped.append(name)
+            self.log(f"[{name}] up to date, skipped")
+            return
+        t = time.perf_counter()
+        extra = fn() or {}
+        secs = time.perf_counter() - t
+        if upstream is not None:
+            extra["upstream"] = upstream
+        self._done(name, fp, secs, **extra)
+        self.log(f"[{name}] done in {secs:.2f}s")
+
+    def _ingest(self) -> dict:
+        cfg = self.cfg.input
+        reader = CorpusReader(self.inputs, cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict)
+        writer = DocStoreWriter(self.dir / "store", cfg.label_field)
+        rejects: list[Reject] = []
+        n = 0
+        with _progress(None, "read", self.quiet) as bar:
+            for item in reader:
+                n += 1
+                if isinstance(item, Reject):
+                    rejects.append(item)
+                else:
+                    rej = writer.add(item, strict=cfg.strict)
+                    if rej is not None:
+                        rejects.append(rej)
+                bar.update(1)
+        writer.close()
+        _write_jsonl(self.dir / "rejects.jsonl", (r.to_json() for r in rejects))
+        return {"records_read": n, "documents": writer.n, "rejected": len(rejects)}
+
+    def _embed(self, store: DocStore) -> dict:
+        from .embed import get_embedder
+
+        embedder = get_embedder(self.cfg.embed.embedder)
+        n = len(store)
+        out = np.zeros((n, embedder.dim), dtype=np.float32)
+        bs = self.cfg.embed.batch_size
+        with _progress(n, "embed", self.quiet) as bar:
+            for start in range(0, n, bs):
+                stop = min(n, start + bs)
+                out[start:stop] = embedder.encode(store.texts(start, stop))
+                bar.update(stop - start)
+        norms = np.linalg.norm(out, axis=1)
+        valid = np.isfinite(norms) & (norms > 0.5)
+        out[~valid] = 0.0
+        _save_npy(self.dir / "embed_valid.npy", valid)
+        _save_npy(self.dir / "embeddings.npy", out)
+        return {"embedder": embedder.name, "dim": embedder.dim, "invalid": int((~valid).sum())}
+
+    def _neighbors(self, emb: np.ndarray, valid: np.ndarray) -> dict:
+        n = emb.shape[0]
+        with _progress(n, "neighbors", self.quiet) as bar:
+            ids, sims, info = knn_graph(
+                np.asarray(emb), k=self.cfg.knn.k, index=self.cfg.knn.index, seed=1234 + self.cfg.seed,
+                nprobe=self.cfg.knn.nprobe, progress=bar.update,
+            )
+        # documents with no usable embedding take part in no edge
+        bad = ~valid
+        if bad.any():
+            ids[bad] = -1
+            sims[bad] = 0
+            hit = np.isin(ids, np.flatnonzero(bad))
+            ids[hit] = -1
+            sims[hit] = 0
+        _save_npy(self.dir / "knn_ids.npy", ids)
+        _save_npy(self.dir / "knn_sims.npy", sims)
+        return {"index": info.index, "k": info.k, "params": info.params}
+
+    def _dedup(self, store: DocStore, ids, sims, valid) -> dict:
+        cfg = self.cfg.dedup
+        dup_of = find_duplicates(ids, sims, cfg.threshold, store.text_hash if cfg.exact else None, valid)
+        _save_npy(self.dir / "dup_of.npy", dup_of)
+        return {"duplicates": int((dup_of >= 0).sum()), "threshold": cfg.threshold}
+
+    def _order(self, emb, ids, sims, dup_of, valid, store: DocStore) -> dict:
+        # documents without a usable embedding were rejected: they take no part
+        keep_mask = (dup_of < 0) & valid
+        kept = np.flatnonzero(keep_mask)
+        k_ids, k_sims = restrict_knn(ids, sims, dup_of, keep_mask)
+        graph = graph_from_knn(k_ids, k_sims)
+        local = compute_order(self.cfg.order.algorithm, graph, seed=self.cfg.seed)
+        order = kept[local]
+        _save_npy(self.dir / "order.npy", order)
+        emb_k = np.asarray(emb)
+        metrics = {
+            "adjacent_similarity": {
+                "ordered": adjacent_similarity(emb_k, order),
+                "random": adjacent_similarity(emb_k, np.random.default_rng(self.cfg.seed).permutation(order)),
+            },
+        }
+        pw = path_weight(graph, local)
+        bound = path_bound(graph)
+        metrics["path_weight"] = {**pw, "bound": bound, "ratio": pw["sum"] / bound if bound else 0.0}
+        labels = store.labels
+        if labels is not None:
+            lab = np.asarray([str(x) for x in labels], dtype=object)
+            metrics["label_agreement"] = label_agreement(lab, order, seed=self.cfg.seed)
+        self.manifest["metrics"] = metrics
+        return {"algorithm": self.cfg.order.algorithm, "graph_edges": graph.n_edges}
+
+    def _write(self, store: DocStore, order, dup_of, valid, sims, ids) -> dict:
+        from .formats import write_ordered
+
+        files = write_ordered(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field, quiet=self.quiet)
+        # removed.jsonl: duplicates (with the id they duplicate) + rejects from ingest and embed
+        removed = []
+        for i in np.flatnonzero(dup_of >= 0):
+            j = int(dup_of[i])
+            sim = _pair_sim(ids, sims, int(i), j)
+            removed.append(
+                {"id": store.record(int(i)).get(self.cfg.input.id_field, int(i)), "reason": "duplicate",
+                 "duplicate_of": store.record(j).get(self.cfg.input.id_field, j), "similarity": sim}
+            )
+        for i in np.flatnonzero(~valid & (dup_of < 0)):
+            removed.append({"id": store.record(int(i)).get(self.cfg.input.id_field, int(i)), "reason": "rejected: embedding is zero or NaN"})
+        with open(self.dir / "rejects.jsonl", "rb") as fh:
+            for line in fh:
+                rej = json.loads(line)
+                rej["reason"] = "rejected: " + rej["reason"]
+                removed.append(rej)
+        _write_jsonl(self.dir / "removed.jsonl", removed)
+        return {"files": files, "removed": len(removed)}
+
+    def _account(self, n_read: int, store: DocStore, dup_of, valid, order) -> None:
+        kept = len(order)
+        dups = int((dup_of >= 0).sum())
+        bad_emb = int((~valid & (dup_of < 0)).sum())
+        rejected = int(self.manifest["stages"]["ingest"]["rejected"]) + bad_emb
+        counts = {"records_read": n_read, "kept": kept, "duplicates": dups, "rejected": rejected}
+        counts["adds_up"] = kept + dups + rejected == n_read
+        counts["coverage"] = kept / n_read if n_read else 0.0
+        self.manifest["counts"] = counts
+        if len(np.unique(order)) != kept:
+            raise RunError("internal error: the order repeats a document")
+        if not counts["adds_up"]:
+            self._save_manifest()
+            raise RunError(f"counts do not add up: kept {kept} + duplicates {dups} + rejected {rejected} != read {n_read}")
+
+
+def _pair_sim(ids, sims, i: int, j: int) -> float | None:
+    for a, b in ((i, j), (j, i)):
+        hit = np.flatnonzero(ids[a] == b)
+        if len(hit):
+            return round(float(sims[a, hit[0]]), 6)
+    return None
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def run(inputs, run_dir, config: Config | None = None, quiet: bool = True, overwrite: bool = False) -> RunResult:
+    """Python API: run the whole pipeline (resuming where possible) and return the result."""
+    return Runner(inputs if isinstance(inputs, (list, tuple)) else [inputs], run_dir, config, quiet=quiet, overwrite=overwrite).run()
