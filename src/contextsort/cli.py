@@ -26,6 +26,12 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-exact-dedup", action="store_true", help="do not remove exact (normalised-text) duplicates")
     g.add_argument("--order", default=d.order.algorithm, help="ordering algorithm (default: %(default)s = the paper's Algorithm 1)")
     g.add_argument("--seed", type=int, default=d.seed)
+    g = p.add_argument_group("scale-out (see README: Scale-out)")
+    g.add_argument("--engine", default=d.engine.name, choices=["local", "ray"], help="local: this process; ray: partitioned kNN/dedup/traversal as Ray tasks, embedding with Ray Data (default: %(default)s)")
+    g.add_argument("--ray-address", default=d.engine.ray_address, help="Ray cluster to join: 'auto' or HOST:PORT (default: start a local Ray)")
+    g.add_argument("--workers", type=int, default=d.engine.workers, help="CPUs / embedding actors to use with --engine ray (default: all)")
+    g.add_argument("--partitions", type=int, default=d.engine.partitions, help="k-means partitions with --engine ray (default: 0 = max(workers, N/1M))")
+    g.add_argument("--spill", type=int, default=d.engine.spill, help="neighbouring partitions each partition also searches, for border documents (default: %(default)s)")
     g = p.add_argument_group("output")
     g.add_argument("--format", default=",".join(d.output.formats), help="comma-separated output formats (default: %(default)s)")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty directory that is not a contextsort run")
@@ -46,6 +52,11 @@ def config_from_args(a: argparse.Namespace) -> Config:
     c.dedup.exact = not a.no_exact_dedup
     c.order.algorithm = a.order
     c.seed = a.seed
+    c.engine.name = a.engine
+    c.engine.ray_address = a.ray_address
+    c.engine.workers = a.workers
+    c.engine.partitions = a.partitions
+    c.engine.spill = a.spill
     c.output.formats = [f.strip() for f in a.format.split(",") if f.strip()]
     return c
 

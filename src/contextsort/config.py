@@ -47,6 +47,17 @@ class OutputConfig:
 
 
 @dataclass
+class EngineConfig:
+    """Where the stages run: "local" (this process) or "ray" (partitioned, see distributed/)."""
+
+    name: str = "local"  # local | ray
+    ray_address: str | None = None  # None: start a local Ray; "auto" or HOST:PORT: join that cluster
+    workers: int | None = None  # CPUs / embedding actors to use (None: all the cluster has)
+    partitions: int = 0  # k-means partitions (0: max(workers, N / 1M))
+    spill: int = 2  # neighbouring partitions each partition also searches (border documents)
+
+
+@dataclass
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
@@ -54,6 +65,7 @@ class Config:
     dedup: DedupConfig = field(default_factory=DedupConfig)
     order: OrderConfig = field(default_factory=OrderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     seed: int = 0
 
     def to_dict(self) -> dict:

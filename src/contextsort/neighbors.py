@@ -86,23 +86,26 @@ def knn_graph(
     nprobe: int | None = None,
     batch: int = 16_384,
     progress=None,
+    n_queries: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, KnnInfo]:
     """Each document's k most similar other documents.
 
     emb must be unit-norm rows. k is capped at N-1. `progress(n_done)` is called
-    after each query batch.
+    after each query batch. `n_queries` limits the queries to the first rows (all
+    rows stay searchable): a partition searches its neighbours' documents too.
     """
     n = emb.shape[0]
+    nq = n if n_queries is None else int(n_queries)
     k_eff = max(0, min(k, n - 1))
     kind = choose_index(n, index)
-    ids = np.full((n, k_eff), -1, dtype=np.int64)
-    sims = np.zeros((n, k_eff), dtype=np.float32)
+    ids = np.full((nq, k_eff), -1, dtype=np.int64)
+    sims = np.zeros((nq, k_eff), dtype=np.float32)
     if k_eff == 0:
         return ids, sims, KnnInfo(kind, k_eff, n)
     idx, params = build_index(emb, kind, seed=seed, nprobe=nprobe)
     kq = k_eff + 1
-    for start in range(0, n, batch):
-        q = np.ascontiguousarray(emb[start : start + batch], dtype=np.float32)
+    for start in range(0, nq, batch):
+        q = np.ascontiguousarray(emb[start : min(nq, start + batch)], dtype=np.float32)
         s, i = idx.search(q, kq)
         rows = np.arange(start, start + q.shape[0])[:, None]
         _drop_self(i, s, rows, ids[start : start + q.shape[0]], sims[start : start + q.shape[0]])

@@ -30,6 +30,7 @@ from .neighbors import knn_graph
 from .order import compute_order
 
 STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write")
+PARTITIONED_ARTIFACTS = ("partition_dup_of.npy", "partition_order.npy", "partition_assign.npy")
 
 
 class RunError(Exception):
@@ -105,6 +106,7 @@ class Runner:
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
         self.manifest.setdefault("stages", {})
         self.skipped: list[str] = []
+        self._ray = None  # RaySession, started on first use when config.engine.name == "ray"
 
     # -- run directory -----------------------------------------------------
     def _prepare_dir(self, overwrite: bool) -> None:
@@ -135,6 +137,14 @@ class Runner:
 
     # -- stages ------------------------------------------------------------
     def run(self) -> RunResult:
+        try:
+            return self._run()
+        finally:
+            if self._ray is not None:
+                self._ray.close()
+                self._ray = None
+
+    def _run(self) -> RunResult:
         cfg = self.cfg
         t_all = time.perf_counter()
         self.manifest.update(
@@ -163,10 +173,11 @@ class Runner:
         emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
         valid = np.load(self.dir / "embed_valid.npy")
 
-        fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed)
-        self._stage("neighbors", fp_knn, ["knn_ids.npy", "knn_sims.npy"], lambda: self._neighbors(emb, valid), upstream=fp_embed)
-        ids = np.load(self.dir / "knn_ids.npy")
-        sims = np.load(self.dir / "knn_sims.npy")
+        fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed, *self._engine_fp())
+        knn_out = ["knn_ids.npy", "knn_sims.npy"] + (list(PARTITIONED_ARTIFACTS) if self._partitioned else [])
+        self._stage("neighbors", fp_knn, knn_out, lambda: self._neighbors(emb, valid, store), upstream=fp_embed)
+        ids = np.load(self.dir / "knn_ids.npy", mmap_mode="r")
+        sims = np.load(self.dir / "knn_sims.npy", mmap_mode="r")
 
         fp_dedup = fingerprint("dedup", fp_knn, cfg.dedup)
         self._stage("dedup", fp_dedup, ["dup_of.npy"], lambda: self._dedup(store, ids, sims, valid), upstream=fp_knn)
@@ -223,21 +234,79 @@ class Runner:
 
         embedder = get_embedder(self.cfg.embed.embedder)
         n = len(store)
-        out = np.zeros((n, embedder.dim), dtype=np.float32)
+        # out-of-core: the N x d matrix is written straight into a memory-mapped .npy
+        tmp = self.dir / "embeddings.npy.tmp"
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, embedder.dim))
         bs = self.cfg.embed.batch_size
         with _progress(n, "embed", self.quiet) as bar:
-            for start in range(0, n, bs):
-                stop = min(n, start + bs)
-                out[start:stop] = embedder.encode(store.texts(start, stop))
-                bar.update(stop - start)
-        norms = np.linalg.norm(out, axis=1)
-        valid = np.isfinite(norms) & (norms > 0.5)
+            if self._partitioned:
+                self._ray_session().embed(
+                    self.dir / "store", n, self.cfg.embed.embedder, embedder.dim, out, bs, self.cfg.engine.workers, bar.update
+                )
+            else:
+                for start in range(0, n, bs):
+                    stop = min(n, start + bs)
+                    out[start:stop] = embedder.encode(store.texts(start, stop))
+                    bar.update(stop - start)
+        valid = np.empty(n, dtype=bool)
+        for start in range(0, n, 262_144):
+            chunk = out[start : start + 262_144]
+            norms = np.linalg.norm(chunk, axis=1)
+            valid[start : start + len(chunk)] = np.isfinite(norms) & (norms > 0.5)
         out[~valid] = 0.0
+        out.flush()
+        del out
         _save_npy(self.dir / "embed_valid.npy", valid)
-        _save_npy(self.dir / "embeddings.npy", out)
+        os.replace(tmp, self.dir / "embeddings.npy")
         return {"embedder": embedder.name, "dim": embedder.dim, "invalid": int((~valid).sum())}
 
-    def _neighbors(self, emb: np.ndarray, valid: np.ndarray) -> dict:
+    # -- engine "ray": partitioned kNN + dedup + traversal (see distributed/) --
+    @property
+    def _partitioned(self) -> bool:
+        name = getattr(getattr(self.cfg, "engine", None), "name", "local")
+        if name not in ("local", "ray"):
+            raise RunError(f"unknown engine '{name}' (local, ray)")
+        return name == "ray"
+
+    def _engine_fp(self) -> tuple:
+        """Fingerprint parts of the partitioned engine: none for local runs (their fingerprints stay as they were)."""
+        if not self._partitioned:
+            return ()
+        e = self.cfg.engine
+        return ("ray", e.partitions, e.spill, self.cfg.dedup, self.cfg.order)
+
+    def _ray_session(self):
+        from .distributed import RaySession, RayUnavailable
+
+        if self._ray is None:
+            try:
+                self._ray = RaySession(self.cfg.engine.ray_address, self.cfg.engine.workers, quiet=self.quiet).start()
+            except RayUnavailable as e:
+                raise RunError(str(e)) from None
+        return self._ray
+
+    def _neighbors_partitioned(self, emb: np.ndarray, valid: np.ndarray, store: DocStore) -> dict:
+        from .distributed import run_partitioned
+
+        n = emb.shape[0]
+        k = max(0, min(self.cfg.knn.k, n - 1))
+        tmp_i, tmp_s = self.dir / "knn_ids.npy.tmp", self.dir / "knn_sims.npy.tmp"
+        ids = np.lib.format.open_memmap(tmp_i, mode="w+", dtype=np.int64, shape=(n, k))
+        sims = np.lib.format.open_memmap(tmp_s, mode="w+", dtype=np.float32, shape=(n, k))
+        res = run_partitioned(emb, valid, store.text_hash, self.cfg, self._ray_session(), ids, sims, self.log)
+        ids.flush()
+        sims.flush()
+        del ids, sims
+        _save_npy(self.dir / "partition_dup_of.npy", res.dup_of)
+        _save_npy(self.dir / "partition_order.npy", res.order)
+        _save_npy(self.dir / "partition_assign.npy", res.assign)
+        os.replace(tmp_i, self.dir / "knn_ids.npy")
+        os.replace(tmp_s, self.dir / "knn_sims.npy")
+        return {"index": f"partitioned:{self.cfg.knn.index}", "k": k, "engine": "ray", **res.info}
+
+    def _neighbors(self, emb: np.ndarray, valid: np.ndarray, store: DocStore | None = None) -> dict:
+        if self._partitioned:
+            return self._neighbors_partitioned(emb, valid, store)
         n = emb.shape[0]
         with _progress(n, "neighbors", self.quiet) as bar:
             ids, sims, info = knn_graph(
@@ -258,7 +327,10 @@ class Runner:
 
     def _dedup(self, store: DocStore, ids, sims, valid) -> dict:
         cfg = self.cfg.dedup
-        dup_of = find_duplicates(ids, sims, cfg.threshold, store.text_hash if cfg.exact else None, valid)
+        if self._partitioned:  # computed inside the partition tasks
+            dup_of = np.load(self.dir / "partition_dup_of.npy")
+        else:
+            dup_of = find_duplicates(ids, sims, cfg.threshold, store.text_hash if cfg.exact else None, valid)
         _save_npy(self.dir / "dup_of.npy", dup_of)
         return {"duplicates": int((dup_of >= 0).sum()), "threshold": cfg.threshold}
 
@@ -268,7 +340,13 @@ class Runner:
         kept = np.flatnonzero(keep_mask)
         k_ids, k_sims = restrict_knn(ids, sims, dup_of, keep_mask)
         graph = graph_from_knn(k_ids, k_sims)
-        local = compute_order(self.cfg.order.algorithm, graph, seed=self.cfg.seed)
+        if self._partitioned:  # walked inside the partition tasks; metrics below use the merged graph
+            order = np.load(self.dir / "partition_order.npy")
+            pos = np.full(len(keep_mask), -1, dtype=np.int64)
+            pos[kept] = np.arange(len(kept))
+            local = pos[order]
+        else:
+            local = compute_order(self.cfg.order.algorithm, graph, seed=self.cfg.seed)
         order = kept[local]
         _save_npy(self.dir / "order.npy", order)
         emb_k = np.asarray(emb)
