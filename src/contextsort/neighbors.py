@@ -36,8 +36,16 @@ def choose_index(n: int, index: str = "auto") -> str:
     return "ivfpq"
 
 
-def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None = None):
-    """Build and fill a FAISS index of `kind` over emb; return (index, params)."""
+IVF_TRAIN_PER_LIST = 64  # k-means training points per IVF list (FAISS warns below 39); 256 made 10M untrainable on 2 cores
+IVF_MAX_DEFAULT_NPROBE = 64  # nlist // 32 alone makes each query scan N/32 vectors: quadratic in N
+
+
+def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None = None, nlist: int | None = None):
+    """Build and fill a FAISS index of `kind` over emb; return (index, params).
+
+    IVF defaults: nlist = 4 sqrt(N), trained on IVF_TRAIN_PER_LIST points per list,
+    nprobe = nlist/32 clamped to [16, 64] (so a query costs O(sqrt N), not O(N)).
+    """
     import faiss
 
     n, d = emb.shape
@@ -50,7 +58,7 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
         idx.hnsw.efSearch = max(64, 4 * 16)
         params = {"M": 32, "efConstruction": 80, "efSearch": idx.hnsw.efSearch}
     elif kind in ("ivf", "ivfpq"):
-        nlist = int(max(1, min(65536, round(4 * math.sqrt(n)))))
+        nlist = int(nlist or max(1, min(65536, round(4 * math.sqrt(n)))))
         nlist = max(1, min(nlist, n // 39 or 1))  # FAISS wants >= 39 training points per list
         quantizer = faiss.IndexFlatIP(d)
         if kind == "ivf":
@@ -60,11 +68,11 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
             base = faiss.IndexIVFPQ(quantizer, d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
             idx = base
         idx.cp.seed = seed
-        ntrain = min(n, 256 * nlist)
+        ntrain = min(n, IVF_TRAIN_PER_LIST * nlist)
         rng = np.random.default_rng(seed)
         train = emb[np.sort(rng.choice(n, ntrain, replace=False))] if ntrain < n else emb
         idx.train(np.ascontiguousarray(train, dtype=np.float32))
-        idx.nprobe = nprobe or min(nlist, max(16, nlist // 32))
+        idx.nprobe = nprobe or min(nlist, max(16, min(IVF_MAX_DEFAULT_NPROBE, nlist // 32)))
         params = {"nlist": nlist, "nprobe": idx.nprobe, "train": ntrain}
         if kind == "ivfpq":
             params["pq_m"] = idx.pq.M
@@ -87,6 +95,7 @@ def knn_graph(
     batch: int = 16_384,
     progress=None,
     n_queries: int | None = None,
+    nlist: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, KnnInfo]:
     """Each document's k most similar other documents.
 
@@ -102,7 +111,7 @@ def knn_graph(
     sims = np.zeros((nq, k_eff), dtype=np.float32)
     if k_eff == 0:
         return ids, sims, KnnInfo(kind, k_eff, n)
-    idx, params = build_index(emb, kind, seed=seed, nprobe=nprobe)
+    idx, params = build_index(emb, kind, seed=seed, nprobe=nprobe, nlist=nlist)
     kq = k_eff + 1
     for start in range(0, nq, batch):
         q = np.ascontiguousarray(emb[start : min(nq, start + batch)], dtype=np.float32)
