@@ -183,9 +183,10 @@ def single(n: int, a) -> dict:
 
 def partitioned(n: int, a) -> list[dict]:
     """Partitioned stages in-process (several partition counts / spills) and on Ray (1 vs 2 workers)."""
+    from contextsort.dedup import find_duplicates
     from contextsort.distributed import PartitionParams, RaySession, local_mapper, partitioned_stages
-    from contextsort.graph import graph_from_knn
-    from contextsort.metrics import path_weight
+    from contextsort.graph import graph_from_knn, restrict_knn
+    from contextsort.metrics import adjacent_similarity, path_weight
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -195,21 +196,33 @@ def partitioned(n: int, a) -> list[dict]:
         raise SystemExit(f"run the single-machine size first: --sizes {n} --save-order")
     ref_order = np.load(ref_order_path)
     g = graph_from_knn(np.load(work / f"knn_ids_{n}_{a.dim}.npy"), np.load(work / f"knn_sims_{n}_{a.dim}.npy"))
+    emb_ram = np.ascontiguousarray(emb)
 
-    def quality(order):
+    def quality(order, ids=None, sims=None, dup_of=None):
+        """path_weight on the reference (single-machine) graph, on the run's own graph, cosine of neighbours, labels."""
         lab = labels[order]
-        return {"path_weight_mean": round(path_weight(g, order)["mean"], 4), "label_agreement": round(float(np.mean(lab[1:] == lab[:-1])), 4)}
+        q = {"path_weight_mean": round(path_weight(g, order)["mean"], 4)}
+        if ids is not None:
+            keep = dup_of < 0
+            pos = np.full(n, -1, dtype=np.int64)
+            pos[np.flatnonzero(keep)] = np.arange(int(keep.sum()))
+            own = graph_from_knn(*restrict_knn(ids, sims, dup_of, keep))
+            q["path_weight_mean_own_graph"] = round(path_weight(own, pos[order])["mean"], 4)
+        q["adjacent_similarity"] = round(adjacent_similarity(emb_ram, order), 4)
+        q["label_agreement"] = round(float(np.mean(lab[1:] == lab[:-1])), 4)
+        return q
 
-    ref = quality(ref_order)
+    ref_ids, ref_sims = np.load(work / f"knn_ids_{n}_{a.dim}.npy"), np.load(work / f"knn_sims_{n}_{a.dim}.npy")
+    ref_dup = find_duplicates(ref_ids, ref_sims, 0.97)
+    ref = quality(ref_order, ref_ids, ref_sims, ref_dup)
     out = [{"mode": "single (reference)", "n": n, **ref}]
 
     def row(mode, res, secs, **extra):
-        q = quality(res.order)
+        q = quality(res.order, res.ids, res.sims, res.dup_of)
         return {
             "mode": mode, "n": n, **extra, "partitions": res.info["partitions"], "spill": res.info["spill"], "seconds": round(secs, 1),
             "kept": len(res.order), **q,
-            "path_weight_vs_single": round(q["path_weight_mean"] / ref["path_weight_mean"], 4),
-            "label_agreement_vs_single": round(q["label_agreement"] / ref["label_agreement"], 4),
+            "vs_single": {key: round(q[key] / ref[key], 4) for key in q},
             "partition_sizes": res.info["partition_sizes"],
         }
 
