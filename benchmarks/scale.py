@@ -13,6 +13,7 @@ in-process and on a local Ray with 1 and 2 workers; quality against single-machi
     python benchmarks/scale.py --sizes 100000 1000000            # one size per subprocess
     python benchmarks/scale.py --sizes 10000000 --nprobe 2       # the 10M run (~2.6 GB of vectors at dim 64)
     python benchmarks/scale.py --sizes 0 --partitioned 100000 --ray-workers 1 2
+    python benchmarks/scale.py --sizes 0 --from-run runs/demo --parts 2 4 8   # BBC: after `contextsort demo`
 """
 
 from __future__ import annotations
@@ -246,6 +247,42 @@ def partitioned(n: int, a) -> list[dict]:
     return out
 
 
+def from_run(run_dir: str, a) -> list[dict]:
+    """Partitioned vs single-machine on a finished single-machine run (e.g. `contextsort demo`): same embeddings."""
+    from contextsort.corpus import DocStore
+    from contextsort.distributed import PartitionParams, partitioned_stages
+    from contextsort.graph import graph_from_knn
+    from contextsort.metrics import adjacent_similarity, label_agreement, path_weight
+
+    d = Path(run_dir)
+    emb = np.load(d / "embeddings.npy")
+    valid = np.load(d / "embed_valid.npy")
+    store = DocStore(d / "store")
+    labels = store.labels
+    g = graph_from_knn(np.load(d / "knn_ids.npy"), np.load(d / "knn_sims.npy"))
+    ref_order = np.load(d / "order.npy")
+
+    def quality(order):
+        q = {"path_weight_mean": round(path_weight(g, order)["mean"], 4), "adjacent_similarity": round(adjacent_similarity(emb, order), 4)}
+        if labels is not None:
+            q["label_agreement"] = round(label_agreement(labels, order)["ordered"], 4)
+        return q
+
+    ref = quality(ref_order)
+    out = [{"mode": "single", "run": str(d), "kept": len(ref_order), "duplicates": int((np.load(d / "dup_of.npy") >= 0).sum()), **ref}]
+    for parts in a.parts:
+        for spill in a.spills:
+            p = PartitionParams(k=a.k, partitions=parts, spill=spill)
+            t = time.perf_counter()
+            res = partitioned_stages(emb, valid, store.text_hash, p)
+            q = quality(res.order)
+            out.append({"mode": "partitioned", "partitions": parts, "spill": spill, "seconds": round(time.perf_counter() - t, 2),
+                        "kept": len(res.order), "duplicates": int((res.dup_of >= 0).sum()), **q,
+                        "vs_single": {key: round(q[key] / ref[key], 4) for key in q}})
+            print(json.dumps(out[-1]), file=sys.stderr)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="single-machine sizes, each in its own subprocess (0: none)")
@@ -264,6 +301,7 @@ def main() -> None:
     ap.add_argument("--ray-workers", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--ray-partitions", type=int, default=8)
     ap.add_argument("--ray-spill", type=int, default=2)
+    ap.add_argument("--from-run", default=None, help="a single-machine run directory (e.g. of `contextsort demo`): partitioned vs single on its embeddings")
     ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
@@ -281,6 +319,8 @@ def main() -> None:
         print(json.dumps(results[-1]), file=sys.stderr)
     if a.partitioned:
         results.extend(partitioned(a.partitioned, a))
+    if a.from_run:
+        results.extend(from_run(a.from_run, a))
     print(json.dumps({"benchmark": "scale", "dim": a.dim, "k": a.k, "clusters": a.clusters, "cpus": os.cpu_count(), "results": results}, indent=1))
 
 
