@@ -54,7 +54,7 @@ class EngineConfig:
     ray_address: str | None = None  # None: start a local Ray; "auto" or HOST:PORT: join that cluster
     workers: int | None = None  # CPUs / embedding actors to use (None: all the cluster has)
     partitions: int = 0  # k-means partitions (0: max(workers, N / 1M))
-    spill: int = 2  # neighbouring partitions each partition also searches (border documents)
+    spill: int = 1  # neighbouring partitions each partition also searches (border documents)
 
 
 @dataclass

@@ -41,7 +41,7 @@ class PartitionParams:
     algorithm: str = "paper"
     seed: int = 0
     partitions: int = 0  # 0: max(workers, ceil(N / DEFAULT_PARTITION_SIZE))
-    spill: int = 2  # neighbouring partitions each partition also searches
+    spill: int = 1  # neighbouring partitions each partition also searches
 
 
 @dataclass
