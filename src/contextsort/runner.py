@@ -1,6 +1,7 @@
 """Stage orchestration: the only code that reads and writes the run directory.
 
-Stages: ingest -> embed -> neighbors -> dedup -> order -> write. Each stage's
+Stages: ingest -> embed -> neighbors -> dedup -> order -> write, and, when a context
+length is set, tokenize (after ingest) -> pack (after order). Each stage's
 artifact is written to a temporary name and renamed; the manifest records each
 stage's config fingerprint, so a rerun skips every stage whose inputs and config
 are unchanged (resume after a crash, or change only a late stage's options).
@@ -29,7 +30,7 @@ from .metrics import adjacent_similarity, label_agreement, path_bound, path_weig
 from .neighbors import knn_graph
 from .order import compute_order
 
-STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write")
+STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write", "tokenize", "pack")
 
 
 class RunError(Exception):
@@ -125,11 +126,14 @@ class Runner:
         return bool(st and st.get("fingerprint") == fp and all((self.dir / a).exists() for a in artifacts))
 
     def _done(self, stage: str, fp: str, seconds: float, **extra) -> None:
+        old = (self.manifest["stages"].get(stage) or {}).get("fingerprint")
         self.manifest["stages"][stage] = {"fingerprint": fp, "seconds": round(seconds, 3), **extra}
-        # a recomputed stage invalidates every later one
+        # a recomputed stage invalidates the later ones built on its old output (fingerprints
+        # chain, so this only tidies the manifest; stages on other branches, e.g. tokenize
+        # after embed, are kept)
         for later in STAGES[STAGES.index(stage) + 1 :]:
             st = self.manifest["stages"].get(later)
-            if st is not None and st.get("upstream") != fp:
+            if st is not None and st.get("upstream") != fp and (old is None or st.get("upstream") in (None, old)):
                 self.manifest["stages"].pop(later, None)
         self._save_manifest()
 
@@ -180,8 +184,70 @@ class Runner:
         outs = [f"ordered.{f}" for f in cfg.output.formats] + ["removed.jsonl"]
         self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, sims, ids), upstream=fp_order)
 
+        if cfg.pack.context_length:
+            self._pack_stages(store, fp_ingest, fp_order, order, emb)
+
         self._account(n_read, store, dup_of, valid, order)
         self.manifest["seconds_total"] = round(time.perf_counter() - t_all, 3)
+        self._save_manifest()
+        return RunResult(self.dir, self.manifest, order, list(self.skipped))
+
+    def _pack_stages(self, store: DocStore, fp_ingest: str, fp_order: str, order: np.ndarray, emb) -> None:
+        """tokenize (every stored document, so a new order needs no new tokens) -> pack."""
+        from dataclasses import asdict
+
+        from .pack import TokenStream, pack_contexts, parse_size, tokenize_store
+        from .tokenizer import get_tokenizer
+
+        pc = self.cfg.pack
+        tok = get_tokenizer(pc.tokenizer)
+        fp_tok = fingerprint("tokenize", fp_ingest, pc.tokenizer, tok.fingerprint, pc.bos)
+
+        def tokenize():
+            with _progress(len(store), "tokenize", self.quiet) as bar:
+                meta = tokenize_store(store, tok, self.dir / "tokens", bos=pc.bos, progress=bar.update)
+            return {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
+
+        self._stage("tokenize", fp_tok, ["tokens/meta.json", "tokens/stream.bin", "tokens/doc_off.npy"], tokenize, upstream=fp_ingest)
+
+        opts = {k: v for k, v in asdict(pc).items() if k != "tokenizer"}
+        seed = self.cfg.seed if pc.seed is None else pc.seed
+        fp_pack = fingerprint("pack", fp_tok, fp_order, opts, seed)
+
+        def pack():
+            stream = TokenStream.open(self.dir / "tokens")
+            n_ctx = -(-int(stream.seq_len[order].sum()) // int(pc.context_length))
+            with _progress(n_ctx, "pack", self.quiet, unit="ctx") as bar:
+                info = pack_contexts(
+                    stream, order, self.dir / "packed", context_length=pc.context_length, mode=pc.mode,
+                    formats=pc.formats, emb=np.asarray(emb), pad_weight=pc.pad_weight, split_cost=pc.split_cost,
+                    min_split=pc.min_split, drop_last=pc.drop_last, shuffle=pc.shuffle, seed=seed,
+                    pad_id=pc.pad_id, shard_bytes=parse_size(pc.shard_size),
+                    tokenizer_info={"pad_id": tok.pad_id}, progress=bar.update,
+                )
+            return {"contexts": info["counts"]["contexts"], "shards": info["shards"], "summary": _pack_summary(info)}
+
+        self._stage("pack", fp_pack, ["packed/pack.json"], pack, upstream=fp_order)
+        self.manifest.setdefault("metrics", {})["pack"] = self.manifest["stages"]["pack"]["summary"]
+        self._save_manifest()
+
+    def pack_only(self) -> RunResult:
+        """`contextsort pack RUN_DIR`: (re)pack the order of a finished run with this config's pack options."""
+        st = self.manifest.get("stages", {})
+        for need in ("ingest", "order"):
+            if need not in st:
+                raise RunError(f"{self.dir}: no finished '{need}' stage: run `contextsort run` first")
+        if not (self.dir / "order.npy").exists():
+            raise RunError(f"{self.dir}: order.npy is missing: rerun `contextsort run`")
+        if not self.cfg.pack.context_length:
+            raise RunError("no context length given")
+        t = time.perf_counter()
+        self.manifest["config"] = self.cfg.to_dict()
+        store = DocStore(self.dir / "store")
+        order = np.load(self.dir / "order.npy")
+        emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
+        self._pack_stages(store, st["ingest"]["fingerprint"], st["order"]["fingerprint"], order, emb)
+        self.manifest["seconds_pack"] = round(time.perf_counter() - t, 3)
         self._save_manifest()
         return RunResult(self.dir, self.manifest, order, list(self.skipped))
 
@@ -327,6 +393,15 @@ class Runner:
             raise RunError(f"counts do not add up: kept {kept} + duplicates {dups} + rejected {rejected} != read {n_read}")
 
 
+def _pack_summary(info: dict) -> dict:
+    """The numbers of pack.json worth keeping in the manifest."""
+    m = info["metrics"]
+    keep = ("waste", "documents_split_share", "within_context_adjacent_similarity", "cut_similarity",
+            "within_context_pairwise_similarity", "across_contexts")
+    return {"context_length": info["context_length"], "mode": info["mode"], **info["counts"],
+            **{k: m[k] for k in keep if k in m}}
+
+
 def _pair_sim(ids, sims, i: int, j: int) -> float | None:
     for a, b in ((i, j), (j, i)):
         hit = np.flatnonzero(ids[a] == b)
@@ -348,3 +423,25 @@ def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 def run(inputs, run_dir, config: Config | None = None, quiet: bool = True, overwrite: bool = False) -> RunResult:
     """Python API: run the whole pipeline (resuming where possible) and return the result."""
     return Runner(inputs if isinstance(inputs, (list, tuple)) else [inputs], run_dir, config, quiet=quiet, overwrite=overwrite).run()
+
+
+def pack_run(run_dir, config=None, quiet: bool = True, **options) -> RunResult:
+    """Python API: pack the order of an existing run into training contexts (``RUN_DIR/packed``).
+
+    `config` is a `PackConfig`, or pass its fields as keyword options (e.g.
+    ``context_length=8192, mode="boundary"``); the run's own config supplies the rest.
+    """
+    from .config import PackConfig
+
+    run_dir = Path(run_dir)
+    mpath = run_dir / "manifest.json"
+    if not mpath.exists():
+        raise RunError(f"{run_dir}: not a contextsort run (no manifest.json)")
+    manifest = json.loads(mpath.read_text())
+    cfg = Config.from_dict(manifest.get("config", {}))
+    cfg.pack = config or PackConfig()
+    for k, v in options.items():
+        if k not in PackConfig.__dataclass_fields__:
+            raise TypeError(f"unknown pack option {k!r}")
+        setattr(cfg.pack, k, v)
+    return Runner(manifest.get("inputs", []), run_dir, cfg, quiet=quiet).pack_only()
