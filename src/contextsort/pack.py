@@ -387,7 +387,7 @@ def context_docs(doc_start: np.ndarray, plan: ContextPlan) -> ContextDocs:
 
 def pack_stats(plan: ContextPlan, cd: ContextDocs, seq_len: np.ndarray, link_sims: np.ndarray | None = None,
                emb: np.ndarray | None = None, order: np.ndarray | None = None, perm: np.ndarray | None = None,
-               seed: int = 0) -> dict:
+               seed: int = 0, max_pairs: int = 50_000) -> dict:
     """Counts (tokens, padding, splits) and, given similarities/embeddings, coherence measures.
 
     - within_context_adjacent_similarity: mean similarity of consecutive documents that share
@@ -429,27 +429,61 @@ def pack_stats(plan: ContextPlan, cd: ContextDocs, seq_len: np.ndarray, link_sim
         out["links_kept_share"] = float(same.mean())
         out["all_links_similarity"] = float(ls.mean())
     if emb is not None and order is not None and C:
-        e = np.asarray(emb, dtype=np.float32)[np.asarray(order)[cd.doc]]
-        sums = np.add.reduceat(e, cd.ptr[:-1], axis=0) if len(e) else np.zeros((C, emb.shape[1]), np.float32)
+        rows = np.asarray(order, dtype=np.int64)[cd.doc]
         cnt = np.diff(cd.ptr).astype(np.float64)
-        sq = np.einsum("ij,ij->i", sums, sums).astype(np.float64)
-        multi = cnt > 1
-        pair = (sq[multi] - cnt[multi]) / (cnt[multi] * (cnt[multi] - 1))
-        out["within_context_pairwise_similarity"] = float(pair.mean()) if multi.any() else 0.0
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        cvec = sums / np.maximum(norms, 1e-12)
+        # pairwise similarity inside each context, from the norm of its embedding sum
+        pair_sum, n_multi = 0.0, 0
+        for a in range(0, C, 8192):
+            ids = np.arange(a, min(C, a + 8192), dtype=np.int64)
+            sums = _context_sums(emb, rows, cd.ptr, ids)
+            sq = np.einsum("ij,ij->i", sums, sums).astype(np.float64)
+            c = cnt[ids]
+            multi = c > 1
+            pair_sum += float(((sq[multi] - c[multi]) / (c[multi] * (c[multi] - 1))).sum())
+            n_multi += int(multi.sum())
+        out["within_context_pairwise_similarity"] = pair_sum / n_multi if n_multi else 0.0
+        # consecutive contexts (mean document embedding), on at most `max_pairs` pairs
         rng = np.random.default_rng(seed + 7)
-
-        def adj(seq):
-            return float(np.einsum("ij,ij->i", cvec[seq[:-1]], cvec[seq[1:]]).mean()) if len(seq) > 1 else 0.0
-
-        planned = np.arange(C)
+        written = perm if perm is not None else np.arange(C)
         out["across_contexts"] = {
-            "written": adj(perm if perm is not None else planned),
-            "unshuffled": adj(planned),
-            "random": float(np.mean([adj(rng.permutation(C)) for _ in range(5)])),
+            "written": _consecutive_similarity(emb, rows, cd.ptr, written, rng, max_pairs),
+            "unshuffled": _consecutive_similarity(emb, rows, cd.ptr, np.arange(C), rng, max_pairs),
+            "random": float(np.mean([_consecutive_similarity(emb, rows, cd.ptr, rng.permutation(C), rng, max_pairs)
+                                     for _ in range(3)])),
         }
     return out
+
+
+@nb.njit(cache=True)
+def _context_sums_nb(emb, rows, ptr, ids, out):
+    for r in range(len(ids)):
+        c = ids[r]
+        for k in range(ptr[c], ptr[c + 1]):
+            row = rows[k]
+            for d in range(emb.shape[1]):
+                out[r, d] += emb[row, d]
+
+
+def _context_sums(emb, rows, ptr, ids) -> np.ndarray:
+    """Sum of the document embeddings of each context in `ids` (float32 [len(ids), dim])."""
+    out = np.zeros((len(ids), emb.shape[1]), dtype=np.float32)
+    _context_sums_nb(np.asarray(emb), rows, ptr, np.asarray(ids, dtype=np.int64), out)
+    return out
+
+
+def _consecutive_similarity(emb, rows, ptr, seq, rng, max_pairs: int) -> float:
+    """Mean cosine of the mean embeddings of contexts seq[i] and seq[i+1] (a sample of i)."""
+    seq = np.asarray(seq, dtype=np.int64)
+    if len(seq) < 2:
+        return 0.0
+    i = np.arange(len(seq) - 1)
+    if len(i) > max_pairs:
+        i = np.sort(rng.choice(i, size=max_pairs, replace=False))
+    a = _context_sums(emb, rows, ptr, seq[i])
+    b = _context_sums(emb, rows, ptr, seq[i + 1])
+    a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return float(np.einsum("ij,ij->i", a, b).mean())
 
 
 # --------------------------------------------------------------------------------------

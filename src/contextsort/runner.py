@@ -225,9 +225,12 @@ class Runner:
                     pad_id=pc.pad_id, shard_bytes=parse_size(pc.shard_size),
                     tokenizer_info={"pad_id": tok.pad_id}, progress=bar.update,
                 )
-            return {"contexts": info["counts"]["contexts"], "shards": info["shards"], "summary": _pack_summary(info)}
+            files = [f"packed/{f}" for fs in info["files"].values() for f in fs]
+            return {"contexts": info["counts"]["contexts"], "shards": info["shards"], "files": files,
+                    "summary": _pack_summary(info)}
 
-        self._stage("pack", fp_pack, ["packed/pack.json"], pack, upstream=fp_order)
+        prev_files = (self.manifest["stages"].get("pack") or {}).get("files", [])
+        self._stage("pack", fp_pack, ["packed/pack.json", *prev_files], pack, upstream=fp_order)
         self.manifest.setdefault("metrics", {})["pack"] = self.manifest["stages"]["pack"]["summary"]
         self._save_manifest()
 
