@@ -9,14 +9,16 @@ the order of documents inside them. Two ways to cut the stream:
 - ``concat`` (the paper): cut every L tokens. No padding (except the last context), but
   a document that straddles a cut is split across two contexts, and cuts fall anywhere,
   also in the middle of a run of closely related documents.
-- ``boundary``: cut only between documents, choosing the cuts by dynamic programming to
-  minimise ``sum(similarity of the link cut) + pad_weight * sum(padding / L)``: cuts go
-  where the path's link between neighbours is weakest (its jumps), short documents are
-  never split, and ``pad_weight`` bounds how much padding a better cut may cost.
+- ``boundary``: choose the cuts by dynamic programming to minimise
+  ``sum(similarity of the links cut) + split_cost * (documents split) + pad_weight *
+  sum(padding / L)``. A context ends either at a document boundary (padded to L) or, full,
+  inside a document of at least ``min_split`` tokens (default L/4), which is then split;
+  shorter documents are never split. Cuts go where the path's link between neighbours is
+  weakest (its jumps) as far as the padding they cost allows; a split costs like breaking a
+  link of similarity ``split_cost`` (1.0: a document is its own strongest link).
 
 In both modes a document longer than L (with its separators) is split into L-token pieces
-from its start, each a context of its own; its last, shorter piece starts a context that
-the following documents may fill.
+(in ``boundary`` mode it may first fill the rest of the context before it).
 
 The contexts are then permuted with a seeded RNG (``shuffle``): the paper warns that
 consecutive training contexts must not be related, and the order *inside* a context is
@@ -396,6 +398,7 @@ def pack_stats(plan: ContextPlan, cd: ContextDocs, seq_len: np.ndarray, link_sim
     - within_context_pairwise_similarity: mean cosine of all document pairs sharing a context.
     - across_contexts: mean cosine of consecutive contexts (mean document embedding), in the
       written (shuffled) order, in plan order, and for random pairs of contexts.
+    - short_documents_split: split documents that would have fit in one context (<= L tokens).
     """
     L = plan.context_length
     C = len(plan)
