@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -677,9 +676,3 @@ def pack_contexts(stream: TokenStream, order: np.ndarray, out_dir: Path, *, cont
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return info
-
-
-def _progress(total, desc, quiet, unit):  # pragma: no cover - cosmetic
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, dynamic_ncols=True, leave=False, file=sys.stderr)
