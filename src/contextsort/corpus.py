@@ -148,9 +148,10 @@ class CorpusReader:
     def _make(self, source: str, line: int, fields: dict) -> Record | Reject:
         pos = self.position
         self.position += 1
-        rid = fields.get(self.id_field, pos)
-        if rid is None:
+        rid = fields.get(self.id_field)
+        if rid is None:  # missing ids get the record's position among all records read
             rid = pos
+            fields = {self.id_field: pos, **fields}
         checked = self._check_text(source, line, rid, fields.get(self.text_field))
         if not isinstance(checked, str):
             return checked
