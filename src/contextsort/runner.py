@@ -104,6 +104,10 @@ class Runner:
         self.manifest_path = self.dir / "manifest.json"
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
         self.manifest.setdefault("stages", {})
+        if not self.manifest_path.exists():
+            # mark the directory as ours before any stage writes into it, so that a
+            # run killed during its first stage can be resumed without --overwrite
+            self._save_manifest()
         self.skipped: list[str] = []
 
     # -- run directory -----------------------------------------------------
@@ -125,12 +129,9 @@ class Runner:
         return bool(st and st.get("fingerprint") == fp and all((self.dir / a).exists() for a in artifacts))
 
     def _done(self, stage: str, fp: str, seconds: float, **extra) -> None:
+        # Later stages need no explicit invalidation: each fingerprint includes its
+        # upstream's, so a changed stage changes every fingerprint after it.
         self.manifest["stages"][stage] = {"fingerprint": fp, "seconds": round(seconds, 3), **extra}
-        # a recomputed stage invalidates every later one
-        for later in STAGES[STAGES.index(stage) + 1 :]:
-            st = self.manifest["stages"].get(later)
-            if st is not None and st.get("upstream") != fp:
-                self.manifest["stages"].pop(later, None)
         self._save_manifest()
 
     # -- stages ------------------------------------------------------------
@@ -156,10 +157,19 @@ class Runner:
         n_read = self.manifest["stages"]["ingest"]["records_read"]
         n_ingest_rejects = self.manifest["stages"]["ingest"]["rejected"]
         if len(store) == 0:
-            raise RunError(f"no usable documents in the input ({n_read} records read, {n_ingest_rejects} rejected: see {self.dir / 'rejects.jsonl'})")
+            with open(self.dir / "rejects.jsonl", encoding="utf-8") as fh:
+                first = [json.loads(line) for _, line in zip(range(3), fh)]
+            why = "; ".join(f"{r['source']}" + (f":{r['line']}" if r["line"] else "") + f": {r['reason']}" for r in first)
+            raise RunError(
+                f"no usable documents in the input ({n_read} records read, {n_ingest_rejects} rejected"
+                + (f": {why}" if why else "") + ")"
+            )
 
-        fp_embed = fingerprint("embed", fp_ingest, cfg.embed.embedder)
-        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store), upstream=fp_ingest)
+        # downstream stages depend on the stored content, not on how it was read:
+        # touching an input file re-reads it, but reuses the embeddings if nothing changed
+        content = self.manifest["stages"]["ingest"]["content_hash"]
+        fp_embed = fingerprint("embed", content, cfg.embed.embedder)
+        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store), upstream=content)
         emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
         valid = np.load(self.dir / "embed_valid.npy")
 
@@ -193,6 +203,7 @@ class Runner:
         t = time.perf_counter()
         extra = fn() or {}
         secs = time.perf_counter() - t
+        _maybe_crash(f"{name}:before-commit")
         if upstream is not None:
             extra["upstream"] = upstream
         self._done(name, fp, secs, **extra)
@@ -214,9 +225,12 @@ class Runner:
                     if rej is not None:
                         rejects.append(rej)
                 bar.update(1)
+                if n == 20:
+                    _maybe_crash("ingest:mid")
         writer.close()
         _write_jsonl(self.dir / "rejects.jsonl", (r.to_json() for r in rejects))
-        return {"records_read": n, "documents": writer.n, "rejected": len(rejects)}
+        _maybe_crash("ingest:before-commit")
+        return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash}
 
     def _embed(self, store: DocStore) -> dict:
         from .embed import get_embedder
@@ -292,6 +306,7 @@ class Runner:
         from .formats import write_ordered
 
         files = write_ordered(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field, quiet=self.quiet)
+        _maybe_crash("write:mid")
         # removed.jsonl: duplicates (with the id they duplicate) + rejects from ingest and embed
         removed = []
         for i in np.flatnonzero(dup_of >= 0):
@@ -325,6 +340,17 @@ class Runner:
         if not counts["adds_up"]:
             self._save_manifest()
             raise RunError(f"counts do not add up: kept {kept} + duplicates {dups} + rejected {rejected} != read {n_read}")
+
+
+def _maybe_crash(point: str) -> None:
+    """Fault-injection hook for the crash-safety tests: SIGKILL this process at `point`.
+
+    Only active when the environment variable CONTEXTSORT_CRASH_AT names the point.
+    """
+    if os.environ.get("CONTEXTSORT_CRASH_AT") == point:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _pair_sim(ids, sims, i: int, j: int) -> float | None:

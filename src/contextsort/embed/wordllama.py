@@ -40,5 +40,9 @@ class WordLlamaEmbedder:
         self.name = f"wordllama:{config or 'l2_supercat'}:{dim}:max{max_tokens}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self.max_tokens:
+            # Only the first max_tokens tokens count; cutting the string first keeps a
+            # 50 MB document from being tokenised whole (no token is 32 characters long).
+            texts = [t[: 32 * self.max_tokens] for t in texts]
         vecs = self._model.embed(list(texts), norm=False, batch_size=self.batch_size)
         return l2_normalize(np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim))
