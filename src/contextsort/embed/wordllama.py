@@ -14,13 +14,28 @@ import numpy as np
 from . import EmbedderUnavailable, l2_normalize
 
 
+def _import_wordllama():
+    """Import wordllama without letting it switch the root logger to INFO (it calls basicConfig)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import wordllama
+    from wordllama import WordLlama
+
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+    return wordllama, WordLlama
+
+
 class WordLlamaEmbedder:
     name = "wordllama"
 
     def __init__(self, config: str | None = None, dim: int = 256, batch_size: int = 64, max_tokens: int = 512, **_):
         try:
-            import wordllama
-            from wordllama import WordLlama
+            wordllama, WordLlama = _import_wordllama()
         except ImportError as e:  # pragma: no cover - it is a core dependency
             raise EmbedderUnavailable("the 'wordllama' package is not installed: pip install wordllama") from e
         try:
