@@ -105,6 +105,10 @@ class Runner:
         self.manifest_path = self.dir / "manifest.json"
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
         self.manifest.setdefault("stages", {})
+        if not self.manifest_path.exists():
+            # mark the directory as ours before any stage writes into it, so that a
+            # run killed during its first stage can be resumed without --overwrite
+            self._save_manifest()
         self.skipped: list[str] = []
 
     # -- run directory -----------------------------------------------------
@@ -126,15 +130,9 @@ class Runner:
         return bool(st and st.get("fingerprint") == fp and all((self.dir / a).exists() for a in artifacts))
 
     def _done(self, stage: str, fp: str, seconds: float, **extra) -> None:
-        old = (self.manifest["stages"].get(stage) or {}).get("fingerprint")
+        # Later stages need no explicit invalidation: each fingerprint includes its
+        # upstream's, so a changed stage changes every fingerprint after it.
         self.manifest["stages"][stage] = {"fingerprint": fp, "seconds": round(seconds, 3), **extra}
-        # a recomputed stage invalidates the later ones built on its old output (fingerprints
-        # chain, so this only tidies the manifest; stages on other branches, e.g. tokenize
-        # after embed, are kept)
-        for later in STAGES[STAGES.index(stage) + 1 :]:
-            st = self.manifest["stages"].get(later)
-            if st is not None and st.get("upstream") != fp and (old is None or st.get("upstream") in (None, old)):
-                self.manifest["stages"].pop(later, None)
         self._save_manifest()
 
     # -- stages ------------------------------------------------------------
@@ -160,10 +158,19 @@ class Runner:
         n_read = self.manifest["stages"]["ingest"]["records_read"]
         n_ingest_rejects = self.manifest["stages"]["ingest"]["rejected"]
         if len(store) == 0:
-            raise RunError(f"no usable documents in the input ({n_read} records read, {n_ingest_rejects} rejected: see {self.dir / 'rejects.jsonl'})")
+            with open(self.dir / "rejects.jsonl", encoding="utf-8") as fh:
+                first = [json.loads(line) for _, line in zip(range(3), fh)]
+            why = "; ".join(f"{r['source']}" + (f":{r['line']}" if r["line"] else "") + f": {r['reason']}" for r in first)
+            raise RunError(
+                f"no usable documents in the input ({n_read} records read, {n_ingest_rejects} rejected"
+                + (f": {why}" if why else "") + ")"
+            )
 
-        fp_embed = fingerprint("embed", fp_ingest, cfg.embed.embedder)
-        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store), upstream=fp_ingest)
+        # downstream stages depend on the stored content, not on how it was read:
+        # touching an input file re-reads it, but reuses the embeddings if nothing changed
+        content = self.manifest["stages"]["ingest"]["content_hash"]
+        fp_embed = fingerprint("embed", content, cfg.embed.embedder)
+        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store), upstream=content)
         emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
         valid = np.load(self.dir / "embed_valid.npy")
 
@@ -185,15 +192,16 @@ class Runner:
         self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, sims, ids), upstream=fp_order)
 
         if cfg.pack.context_length:
-            self._pack_stages(store, fp_ingest, fp_order, order, emb)
+            self._pack_stages(store, content, fp_order, order, emb)
 
         self._account(n_read, store, dup_of, valid, order)
         self.manifest["seconds_total"] = round(time.perf_counter() - t_all, 3)
         self._save_manifest()
         return RunResult(self.dir, self.manifest, order, list(self.skipped))
 
-    def _pack_stages(self, store: DocStore, fp_ingest: str, fp_order: str, order: np.ndarray, emb) -> None:
-        """tokenize (every stored document, so a new order needs no new tokens) -> pack."""
+    def _pack_stages(self, store: DocStore, content: str, fp_order: str, order: np.ndarray, emb) -> None:
+        """tokenize (every stored document, so a new order needs no new tokens) -> pack.
+        `content`: the ingest stage's content hash (tokens depend on the stored texts only)."""
         from dataclasses import asdict
 
         from .pack import TokenStream, pack_contexts, parse_size, tokenize_store
@@ -201,14 +209,14 @@ class Runner:
 
         pc = self.cfg.pack
         tok = get_tokenizer(pc.tokenizer)
-        fp_tok = fingerprint("tokenize", fp_ingest, pc.tokenizer, tok.fingerprint, pc.bos)
+        fp_tok = fingerprint("tokenize", content, pc.tokenizer, tok.fingerprint, pc.bos)
 
         def tokenize():
             with _progress(len(store), "tokenize", self.quiet) as bar:
                 meta = tokenize_store(store, tok, self.dir / "tokens", bos=pc.bos, progress=bar.update)
             return {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
 
-        self._stage("tokenize", fp_tok, ["tokens/meta.json", "tokens/stream.bin", "tokens/doc_off.npy"], tokenize, upstream=fp_ingest)
+        self._stage("tokenize", fp_tok, ["tokens/meta.json", "tokens/stream.bin", "tokens/doc_off.npy"], tokenize, upstream=content)
 
         opts = {k: v for k, v in asdict(pc).items() if k != "tokenizer"}
         seed = self.cfg.seed if pc.seed is None else pc.seed
@@ -249,7 +257,8 @@ class Runner:
         store = DocStore(self.dir / "store")
         order = np.load(self.dir / "order.npy")
         emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
-        self._pack_stages(store, st["ingest"]["fingerprint"], st["order"]["fingerprint"], order, emb)
+        content = st["ingest"].get("content_hash") or st["ingest"]["fingerprint"]
+        self._pack_stages(store, content, st["order"]["fingerprint"], order, emb)
         self.manifest["seconds_pack"] = round(time.perf_counter() - t, 3)
         self._save_manifest()
         return RunResult(self.dir, self.manifest, order, list(self.skipped))
@@ -262,6 +271,7 @@ class Runner:
         t = time.perf_counter()
         extra = fn() or {}
         secs = time.perf_counter() - t
+        _maybe_crash(f"{name}:before-commit")
         if upstream is not None:
             extra["upstream"] = upstream
         self._done(name, fp, secs, **extra)
@@ -283,9 +293,12 @@ class Runner:
                     if rej is not None:
                         rejects.append(rej)
                 bar.update(1)
+                if n == 20:
+                    _maybe_crash("ingest:mid")
         writer.close()
         _write_jsonl(self.dir / "rejects.jsonl", (r.to_json() for r in rejects))
-        return {"records_read": n, "documents": writer.n, "rejected": len(rejects)}
+        _maybe_crash("ingest:before-commit")
+        return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash}
 
     def _embed(self, store: DocStore) -> dict:
         from .embed import get_embedder
@@ -361,6 +374,7 @@ class Runner:
         from .formats import write_ordered
 
         files = write_ordered(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field, quiet=self.quiet)
+        _maybe_crash("write:mid")
         # removed.jsonl: duplicates (with the id they duplicate) + rejects from ingest and embed
         removed = []
         for i in np.flatnonzero(dup_of >= 0):
@@ -403,6 +417,17 @@ def _pack_summary(info: dict) -> dict:
             "within_context_pairwise_similarity", "across_contexts")
     return {"context_length": info["context_length"], "mode": info["mode"], **info["counts"],
             **{k: m[k] for k in keep if k in m}}
+
+
+def _maybe_crash(point: str) -> None:
+    """Fault-injection hook for the crash-safety tests: SIGKILL this process at `point`.
+
+    Only active when the environment variable CONTEXTSORT_CRASH_AT names the point.
+    """
+    if os.environ.get("CONTEXTSORT_CRASH_AT") == point:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _pair_sim(ids, sims, i: int, j: int) -> float | None:
