@@ -62,7 +62,7 @@ def pack_config_from_args(a: argparse.Namespace):
     pc.context_length = a.context_length
     pc.tokenizer = a.tokenizer
     pc.mode = a.pack_mode
-    pc.formats = [f.strip() for f in a.pack_format.split(",") if f.strip()]
+    pc.formats = list(dict.fromkeys(f.strip() for f in a.pack_format.split(",") if f.strip()))
     pc.bos = a.bos
     pc.drop_last = a.drop_last
     pc.shuffle = not a.no_shuffle

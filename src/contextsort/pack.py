@@ -626,6 +626,7 @@ def pack_contexts(stream: TokenStream, order: np.ndarray, out_dir: Path, *, cont
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    formats = list(dict.fromkeys(formats))
     layout = shard_layout(len(plan), L, dtype, shard_bytes)
     writers = [get_context_writer(f, tmp, L, dtype, layout, vocab_size=vocab) for f in formats]
     t1 = time.perf_counter()
