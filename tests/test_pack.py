@@ -116,6 +116,20 @@ def _big_vocab_tokenizer(d: Path, n: int = 70_010) -> Path:
     return path
 
 
+def test_tokenizer_folder_reads_special_tokens_from_config(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, "<|end|>": 1, "<|start|>": 2, "a": 3, "b": 4}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|end|>", "bos_token": {"content": "<|start|>"}}))
+    t = get_tokenizer(str(tmp_path))
+    assert (t.eos_id, t.bos_id, t.vocab_size) == (1, 2, 5)
+    ids, seq = encode_with_separators(t, ["a b", "b"], True, np.uint16)
+    assert ids.tolist() == [2, 3, 4, 1, 2, 4, 1] and seq.tolist() == [4, 3]
+
+
 def test_unknown_tokenizer_is_a_clear_error(tmp_path):
     from contextsort.tokenizer import TokenizerUnavailable
 
