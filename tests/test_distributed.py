@@ -96,10 +96,13 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
 def test_cli_engine_options():
     import argparse
 
-    from contextsort.cli import _add_pipeline_options, config_from_args
+    from contextsort import cli
 
     p = argparse.ArgumentParser()
-    _add_pipeline_options(p)
+    cli._add_pipeline_options(p)
+    if hasattr(cli, "_add_pack_options"):
+        cli._add_pack_options(p)
+    config_from_args = cli.config_from_args
     c = config_from_args(p.parse_args(["--engine", "ray", "--ray-address", "auto", "--partitions", "7", "--spill", "1", "--workers", "3"]))
     assert (c.engine.name, c.engine.ray_address, c.engine.partitions, c.engine.spill, c.engine.workers) == ("ray", "auto", 7, 1, 3)
 
