@@ -24,7 +24,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nprobe", type=int, default=None, help="IVF lists probed per query (default: chosen from N)")
     g.add_argument("--dedup-threshold", type=float, default=d.dedup.threshold, help="cosine at or above which documents are near-duplicates (default: %(default)s; >1 disables)")
     g.add_argument("--no-exact-dedup", action="store_true", help="do not remove exact (normalised-text) duplicates")
-    g.add_argument("--order", default=d.order.algorithm, help="ordering algorithm (default: %(default)s = the paper's Algorithm 1)")
+    g.add_argument("--order", default=d.order.algorithm, help="ordering algorithm: paper, release, edge, improved, random, cluster, knn (default: %(default)s; see README 'Orderings')")
+    g.add_argument("--clusters", type=int, default=d.order.clusters, help="--order cluster: number of k-means clusters (default: sqrt(N))")
+    g.add_argument("--knn-neighbors", type=int, default=d.order.knn_neighbors, help="--order knn: retrieved neighbours written after each document (default: all k)")
     g.add_argument("--seed", type=int, default=d.seed)
     g = p.add_argument_group("output")
     g.add_argument("--format", default=",".join(d.output.formats), help="comma-separated output formats (default: %(default)s)")
@@ -44,7 +46,13 @@ def config_from_args(a: argparse.Namespace) -> Config:
     c.knn.nprobe = a.nprobe
     c.dedup.threshold = a.dedup_threshold
     c.dedup.exact = not a.no_exact_dedup
+    from .order import ORDERS
+
+    if a.order not in ORDERS:
+        raise ValueError(f"unknown --order '{a.order}' (available: {', '.join(sorted(ORDERS))})")
     c.order.algorithm = a.order
+    c.order.clusters = a.clusters
+    c.order.knn_neighbors = a.knn_neighbors
     c.seed = a.seed
     c.output.formats = [f.strip() for f in a.format.split(",") if f.strip()]
     return c
@@ -64,6 +72,9 @@ def summary(result) -> str:
     la = m.get("label_agreement")
     if la:
         lines.append(f"label_agreement      ordered {la['ordered']:.4f}   random {la['random']:.4f}   lift {la['lift']:.2f}x")
+    rep = m.get("repeats")
+    if rep:
+        lines.append(f"repeats              {rep['rows']} rows for {rep['documents']} documents (not a permutation): each appears {rep['min']}-{rep['max']} times, mean {rep['mean']:.2f}")
     pw = m.get("path_weight")
     if pw:
         lines.append(f"path_weight          {pw['sum']:.1f} (mean {pw['mean']:.4f}/step, {pw['jumps']} jumps), bound {pw['bound']:.1f}, ratio {pw['ratio']:.3f}")

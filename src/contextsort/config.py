@@ -39,6 +39,8 @@ class DedupConfig:
 @dataclass
 class OrderConfig:
     algorithm: str = "paper"
+    clusters: int | None = None  # --order cluster: number of k-means clusters (default sqrt(N))
+    knn_neighbors: int | None = None  # --order knn: neighbours after each document (default: all k)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from .dedup import find_duplicates
 from .graph import graph_from_knn, restrict_knn
 from .metrics import adjacent_similarity, label_agreement, path_bound, path_weight
 from .neighbors import knn_graph
-from .order import compute_order
+from .order import compute_order, is_permutation_order, order_inputs
 
 STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write")
 
@@ -268,7 +268,10 @@ class Runner:
         kept = np.flatnonzero(keep_mask)
         k_ids, k_sims = restrict_knn(ids, sims, dup_of, keep_mask)
         graph = graph_from_knn(k_ids, k_sims)
-        local = compute_order(self.cfg.order.algorithm, graph, seed=self.cfg.seed)
+        oc = self.cfg.order
+        emb_kept = np.asarray(emb[kept]) if "emb" in order_inputs(oc.algorithm) else None
+        local = compute_order(oc.algorithm, graph, seed=self.cfg.seed, knn_ids=k_ids, emb=emb_kept,
+                              clusters=oc.clusters, neighbors=oc.knn_neighbors)
         order = kept[local]
         _save_npy(self.dir / "order.npy", order)
         emb_k = np.asarray(emb)
@@ -285,6 +288,15 @@ class Runner:
         if labels is not None:
             lab = np.asarray([str(x) for x in labels], dtype=object)
             metrics["label_agreement"] = label_agreement(lab, order, seed=self.cfg.seed)
+        if not is_permutation_order(oc.algorithm):
+            # e.g. the kNN baseline: documents repeat; say how often each one appears
+            appear = np.bincount(local, minlength=graph.n)
+            per_doc = np.zeros(len(dup_of), dtype=np.int64)
+            per_doc[kept] = appear
+            _save_npy(self.dir / "order_counts.npy", per_doc)
+            metrics["repeats"] = {"rows": int(len(order)), "documents": int(graph.n), "min": int(appear.min()) if graph.n else 0,
+                                  "max": int(appear.max()) if graph.n else 0, "mean": float(appear.mean()) if graph.n else 0.0,
+                                  "counts_file": "order_counts.npy"}
         self.manifest["metrics"] = metrics
         return {"algorithm": self.cfg.order.algorithm, "graph_edges": graph.n_edges}
 
@@ -312,15 +324,16 @@ class Runner:
         return {"files": files, "removed": len(removed)}
 
     def _account(self, n_read: int, store: DocStore, dup_of, valid, order) -> None:
-        kept = len(order)
+        kept = len(np.unique(order))  # equals len(order) for every order but the repeating kNN baseline
         dups = int((dup_of >= 0).sum())
         bad_emb = int((~valid & (dup_of < 0)).sum())
         rejected = int(self.manifest["stages"]["ingest"]["rejected"]) + bad_emb
         counts = {"records_read": n_read, "kept": kept, "duplicates": dups, "rejected": rejected}
         counts["adds_up"] = kept + dups + rejected == n_read
         counts["coverage"] = kept / n_read if n_read else 0.0
+        counts["output_rows"] = int(len(order))
         self.manifest["counts"] = counts
-        if len(np.unique(order)) != kept:
+        if len(order) != kept and is_permutation_order(self.cfg.order.algorithm):
             raise RunError("internal error: the order repeats a document")
         if not counts["adds_up"]:
             self._save_manifest()
