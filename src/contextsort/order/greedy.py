@@ -62,17 +62,15 @@ def _sorted_edges(indptr, indices, weights):
                 counts[int((wmax - weights[e]) * scale) + 1] += 1
     for b in range(nb_):
         counts[b + 1] += counts[b]
-    u = np.empty(m, np.int64)
-    v = np.empty(m, np.int64)
+    uv = np.empty(m, np.int64)  # u << 32 | v: one random write per edge instead of two
     for i in range(n):
         for e in range(indptr[i], indptr[i + 1]):
             j = indices[e]
             if j > i and weights[e] > 0:
                 b = int((wmax - weights[e]) * scale)
-                u[counts[b]] = i
-                v[counts[b]] = j
+                uv[counts[b]] = (i << 32) | j
                 counts[b] += 1
-    return u, v
+    return uv >> 32, uv & 0xFFFFFFFF
 
 
 @nb.njit(cache=True)
@@ -455,7 +453,7 @@ def _forest_search(indptr, indices, weights, p1, p2, max_work, max_cand):
     return moves, total_gain, work
 
 
-IMPROVED_CANDIDATES = 5  # graph neighbours of each piece end tried as partners
+IMPROVED_CANDIDATES = 3  # graph neighbours of each piece end tried as partners
 
 
 def improved_order(graph: Graph, candidates: int = IMPROVED_CANDIDATES, max_work: int | None = None) -> np.ndarray:
@@ -476,3 +474,4 @@ def improved_order(graph: Graph, candidates: int = IMPROVED_CANDIDATES, max_work
     _forest_search(graph.indptr, graph.indices, graph.weights, p1, p2, mw, candidates)
     by_degree = np.argsort(graph.degree, kind="stable").astype(np.int64)
     return _link(graph.indptr, graph.indices, graph.weights, p1, p2, by_degree)
+
