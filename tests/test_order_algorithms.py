@@ -213,6 +213,8 @@ def test_unknown_order_is_a_clear_error():
     g, _ = two_cliques(3)
     with pytest.raises(ValueError, match="unknown order 'nope'"):
         compute_order("nope", g)
+    with pytest.raises(ValueError, match="unknown start"):
+        improved_order(g, start="nope")
 
 
 # ----------------------------------------------------------------- random graphs
@@ -253,8 +255,11 @@ def test_improved_never_below_the_greedy_it_starts_from(data):
     g = graph_from_knn(ids, sims)
     imp = pw(g, improved_order(g))
     assert imp >= pw(g, edge_order(g)) - 1e-6
-    assert imp >= pw(g, paper_order(g)) - 1e-6
     assert imp <= path_bound(g) + 1e-5
+    for cand in (1, 3):
+        fast = improved_order(g, candidates=cand, start="paper")
+        assert sorted(fast.tolist()) == list(range(g.n))
+        assert pw(g, fast) >= pw(g, paper_order(g)) - 1e-6
 
 
 @settings(max_examples=25, deadline=None)

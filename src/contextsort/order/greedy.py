@@ -284,6 +284,9 @@ def _forest_search(indptr, indices, weights, p1, p2, max_work, max_cand):
         if p2[x] >= 0:
             pw2[x] = _w(indptr, indices, weights, x, p2[x])
     fid, rank, lo_node, hi_node, lo_rank, hi_rank, nf = _forest_init(n, p1, p2)
+    deg = np.zeros(n, np.uint8)  # piece degree, a compact copy for the hot end test
+    for x in range(n):
+        deg[x] = (p1[x] >= 0) + (p2[x] >= 0)
     cap = len(lo_node)
     free = np.empty(cap, np.int64)
     nfree = 0
@@ -314,7 +317,6 @@ def _forest_search(indptr, indices, weights, p1, p2, max_work, max_cand):
         if p2[a] >= 0:
             continue  # no longer an end
         fa = fid[a]
-        deg_a = 0 if p1[a] < 0 else 1
         best = eps
         bc = -1
         bc1 = -1
@@ -360,7 +362,7 @@ def _forest_search(indptr, indices, weights, p1, p2, max_work, max_cand):
                         break
                     if e == c1 or e == z or e == c:
                         continue
-                    d_e = (0 if p1[e] < 0 else 1) + (0 if p2[e] < 0 else 1)
+                    d_e = deg[e]
                     if e == a:
                         d_e += 1
                     if d_e >= 2:
@@ -382,6 +384,8 @@ def _forest_search(indptr, indices, weights, p1, p2, max_work, max_cand):
             f = fid[c]
             _unlink(p1, p2, pw1, pw2, c, c1)
             _unlink(p1, p2, pw1, pw2, c1, c)
+            deg[c] -= 1
+            deg[c1] -= 1
             if rank[c1] < rank[c]:
                 low_cut = c1
                 high_cut = c
@@ -443,6 +447,8 @@ def _forest_search(indptr, indices, weights, p1, p2, max_work, max_cand):
             wxy = _w(indptr, indices, weights, x, y)
             _link_pair(p1, p2, pw1, pw2, x, y, wxy)
             _link_pair(p1, p2, pw1, pw2, y, x, wxy)
+            deg[x] += 1
+            deg[y] += 1
         moves += 1
         total_gain += best
         for x in (a, bc1, be, c):
@@ -456,11 +462,16 @@ def _forest_search(indptr, indices, weights, p1, p2, max_work, max_cand):
 IMPROVED_CANDIDATES = 3  # graph neighbours of each piece end tried as partners
 
 
-def improved_order(graph: Graph, candidates: int = IMPROVED_CANDIDATES, max_work: int | None = None) -> np.ndarray:
-    """Greedy edge matching, then endpoint moves on the path pieces, then pieces linked.
+def improved_order(
+    graph: Graph, candidates: int = IMPROVED_CANDIDATES, start: str = "edge", max_work: int | None = None
+) -> np.ndarray:
+    """Path pieces from a greedy start, improved by endpoint moves on kNN candidates, then linked.
 
-    Every move raises the total weight of the pieces, and pieces are only ever linked by
-    jumps, so the result never weighs less than `edge_order` (the greedy it starts from).
+    start="edge": greedy edge matching (best quality); start="paper": the pieces of
+    Algorithm 1's walk (cheaper: no edge sort; with candidates=1 about 1.08 x the paper's
+    path weight at 3-4 x its time on the synthetic benchmark). Every move raises the total
+    weight of the pieces and pieces are only linked by jumps, so the result never weighs
+    less than the greedy it starts from (`edge_order`, or `paper_order` for start="paper").
     `candidates` caps the neighbours tried per piece end (the heaviest ones); `max_work`
     caps the edges scanned plus nodes relabelled (default 200 N) so the time stays linear.
     """
@@ -468,10 +479,48 @@ def improved_order(graph: Graph, candidates: int = IMPROVED_CANDIDATES, max_work
         return np.empty(0, dtype=np.int64)
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1 (got {candidates})")
-    u, v = _sorted_edges(graph.indptr, graph.indices, graph.weights)
-    p1, p2 = _match(graph.n, u, v)
+    by_degree = np.argsort(graph.degree, kind="stable").astype(np.int64)
+    if start == "edge":
+        u, v = _sorted_edges(graph.indptr, graph.indices, graph.weights)
+        p1, p2 = _match(graph.n, u, v)
+    elif start == "paper":
+        p1, p2 = _walk_pieces(graph.indptr, graph.indices, by_degree)
+    else:
+        raise ValueError(f"unknown start '{start}' (edge, paper)")
     mw = max_work if max_work is not None else 200 * graph.n
     _forest_search(graph.indptr, graph.indices, graph.weights, p1, p2, mw, candidates)
-    by_degree = np.argsort(graph.degree, kind="stable").astype(np.int64)
     return _link(graph.indptr, graph.indices, graph.weights, p1, p2, by_degree)
 
+@nb.njit(cache=True)
+def _walk_pieces(indptr, indices, by_degree):
+    """Algorithm 1's walk, recorded as path pieces (partner arrays) instead of an order."""
+    n = len(indptr) - 1
+    visited = np.zeros(n, np.bool_)
+    p1 = np.full(n, -1, np.int64)
+    p2 = np.full(n, -1, np.int64)
+    cursor = 0
+    done = 0
+    while done < n:
+        while visited[by_degree[cursor]]:
+            cursor += 1
+        cur = by_degree[cursor]
+        visited[cur] = True
+        done += 1
+        while True:
+            nxt = -1
+            for e in range(indptr[cur], indptr[cur + 1]):
+                t = indices[e]
+                if not visited[t]:
+                    nxt = t
+                    break
+            if nxt < 0:
+                break
+            visited[nxt] = True
+            done += 1
+            if p1[cur] < 0:
+                p1[cur] = nxt
+            else:
+                p2[cur] = nxt
+            p1[nxt] = cur
+            cur = nxt
+    return p1, p2
