@@ -167,10 +167,16 @@ def _link(indptr, indices, weights, p1, p2, by_degree):
     return path
 
 
+def _check_size(graph: Graph) -> None:
+    if graph.n >= 1 << 31:  # edges are packed as (u << 32 | v)
+        raise ValueError(f"graph of {graph.n} nodes is too large for this order (max 2^31 - 1): partition it")
+
+
 def edge_order(graph: Graph) -> np.ndarray:
     """Greedy edge matching (heaviest edges first, degree <= 2, no cycles), pieces linked by jumps."""
     if graph.n == 0:
         return np.empty(0, dtype=np.int64)
+    _check_size(graph)
     u, v = _sorted_edges(graph.indptr, graph.indices, graph.weights)
     p1, p2 = _match(graph.n, u, v)
     by_degree = np.argsort(graph.degree, kind="stable").astype(np.int64)
@@ -480,6 +486,7 @@ def improved_order(
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1 (got {candidates})")
     by_degree = np.argsort(graph.degree, kind="stable").astype(np.int64)
+    _check_size(graph)
     if start == "edge":
         u, v = _sorted_edges(graph.indptr, graph.indices, graph.weights)
         p1, p2 = _match(graph.n, u, v)
