@@ -120,10 +120,43 @@ def dedup_compare(dense_run: Path, lex_ids, lex_sims) -> dict:
     return out
 
 
+def synthetic_corpus(texts: list[str], n: int, seed: int = 0, per_doc: int = 10) -> list[str]:
+    """n documents of `per_doc` random sentences drawn from real texts (real word statistics, any size)."""
+    import re
+
+    pool = [x for t in texts for x in re.split(r"(?<=[.!?])\s+", t) if len(x) > 20]
+    rng = np.random.default_rng(seed)
+    return [" ".join(pool[j] for j in rng.integers(0, len(pool), per_doc)) for _ in range(n)]
+
+
+def scale_checks(texts: list[str], sizes: list[int]) -> list[dict]:
+    """Exact vs pruned lexical kNN seconds and recall@10 on synthetic corpora of growing size."""
+    from contextsort import similarity as S
+
+    rows = []
+    for n in sizes:
+        docs = synthetic_corpus(texts, n)
+        t = time.perf_counter()
+        x = S.lexical_vectors(docs)
+        t_vec = time.perf_counter() - t
+        t = time.perf_counter()
+        p_ids, _, _ = S.lexical_knn(x, 10, method="pruned")
+        t_p = time.perf_counter() - t
+        t = time.perf_counter()
+        e_ids, _, _ = S.lexical_knn(x, 10, method="exact")
+        t_e = time.perf_counter() - t
+        rec = np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (a >= 0).sum()) for a, b in zip(e_ids, p_ids)])
+        rows.append({"documents": n, "vectors_seconds": round(t_vec, 2), "exact_seconds": round(t_e, 2),
+                     "pruned_seconds": round(t_p, 2), "pruned_recall_at_10": round(float(rec), 4)})
+        print(f"[scale] {json.dumps(rows[-1])}", file=sys.stderr)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="only dense / lexical / hybrid (no weight sweep, no tfidf embedder)")
     ap.add_argument("--work", default=None, help="scratch directory (default: a temporary one)")
+    ap.add_argument("--scale", default="", help="comma-separated sizes of synthetic corpora (sentences of BBC + Jargon) for exact vs pruned lexical kNN, e.g. 5000,20000")
     a = ap.parse_args()
     logging.disable(logging.INFO)
     variants = dict(VARIANTS) if a.quick else {**VARIANTS, **EXTRA}
@@ -166,6 +199,9 @@ def main() -> None:
             checks, (l_ids, l_sims) = lexical_checks(store_texts(work / "jargon" / "dense"))
             report["corpora"]["jargon"]["lexical_knn"] = checks
             report["corpora"]["jargon"]["dedup"] = dedup_compare(work / "jargon" / "dense", l_ids, l_sims)
+        if a.scale:
+            pool = store_texts(work / "bbc" / "dense") + (store_texts(work / "jargon" / "dense") if (work / "jargon" / "dense").exists() else [])
+            report["scale"] = scale_checks(pool, [int(v) for v in a.scale.split(",") if v.strip()])
     print(json.dumps(report, indent=2))
 
 

@@ -62,9 +62,11 @@ def test_lexical_ranks_rare_terms_above_common_words(weighting, method):
     assert np.all(np.diff(sims[q][ids[q] >= 0]) <= 0)
 
 
-def test_exact_lexical_knn_matches_brute_force(bbc_signals, monkeypatch):
+@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # dense-block path, sparse-block path
+def test_exact_lexical_knn_matches_brute_force(bbc_signals, monkeypatch, dense_fraction):
     _, x, _, _ = bbc_signals
     monkeypatch.setattr(S, "BLOCK_CELLS", 37 * x.shape[0])  # force many blocks
+    monkeypatch.setattr(S, "DENSE_FRACTION", dense_fraction)
     ids, sims = S.lexical_knn_exact(x, 5)
     full = (x @ x.T).toarray()
     np.fill_diagonal(full, -np.inf)

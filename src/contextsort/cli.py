@@ -27,7 +27,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hybrid-weight", type=float, default=d.similarity.hybrid_weight, help="dense share of the hybrid score, 0..1 (default: %(default)s)")
     g.add_argument("--lexical", default=d.similarity.lexical, choices=["tfidf", "bm25"], help="lexical term weighting (default: %(default)s)")
     g.add_argument("--lexical-method", default=d.similarity.lexical_method, choices=["auto", "exact", "pruned"],
-                   help="lexical kNN: exact blocked products, or pruned candidates + exact rescoring (default: %(default)s: exact up to 20k documents)")
+                   help="lexical kNN: exact blocked products, or pruned candidates + exact rescoring (default: %(default)s: exact up to 10k documents)")
     g.add_argument("--dedup-threshold", type=float, default=d.dedup.threshold, help="cosine at or above which documents are near-duplicates (default: %(default)s; >1 disables)")
     g.add_argument("--no-exact-dedup", action="store_true", help="do not remove exact (normalised-text) duplicates")
     g.add_argument("--order", default=d.order.algorithm, help="ordering algorithm (default: %(default)s = the paper's Algorithm 1)")

@@ -30,8 +30,9 @@ import numpy as np
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
 N_FEATURES = 1 << 20  # hashed vocabulary; collisions are rare at this size
-LEXICAL_EXACT_MAX_N = 20_000  # blocked exact sparse kNN below this (see benchmarks/similarity.py)
-BLOCK_CELLS = 1 << 24  # rows x N cells of one dense similarity block (64 MiB of float32)
+LEXICAL_EXACT_MAX_N = 10_000  # exact blocked lexical kNN up to here (20k: ~60 s exact vs ~16 s pruned, recall 0.998; benchmarks/similarity.py --scale)
+BLOCK_CELLS = 1 << 24  # rows x N cells of one similarity block (64 MiB as dense float32)
+DENSE_FRACTION = 0.1  # a block product denser than this is searched as a dense array
 
 
 class SimilarityUnavailable(Exception):
@@ -150,7 +151,7 @@ def lexical_vectors(texts: Iterable[str], weighting: str = "tfidf", stop_words: 
     return LexicalModel.fit(counts, weighting).transform(counts)
 
 
-def prune_rows(x, top_terms: int = 64, max_df: int = 5000):
+def prune_rows(x, top_terms: int = 64, max_df: int = 1000):
     """Each row's `top_terms` heaviest terms, without terms in more than `max_df` documents.
 
     The heaviest TF-IDF / BM25 terms of a document are its rare, repeated ones: what
@@ -197,28 +198,73 @@ def _keep_top(indptr, data, m):
 def _topk_dense_block(block: np.ndarray, rows: np.ndarray, k: int, out_i: np.ndarray, out_s: np.ndarray) -> None:
     """Top-k columns of each row of a dense similarity block, self excluded, ties by lower id."""
     b, n = block.shape
+    block = block.astype(np.float32, copy=False)
     block[np.arange(b), rows] = -np.inf
     kk = min(k, n - 1)
-    if kk <= 0:
-        return
     part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
     vals = np.take_along_axis(block, part, axis=1)
-    # stable, deterministic order: decreasing similarity, then increasing id
-    order = np.lexsort((part, -vals), axis=1)
+    # ties at the k-th value could be cut arbitrarily by argpartition: widen to all tied columns
+    kth = vals.min(axis=1)
+    for r in np.flatnonzero((block == kth[:, None]).sum(axis=1) > (vals == kth[:, None]).sum(axis=1)):
+        cand = np.flatnonzero(block[r] >= kth[r])
+        order = np.lexsort((cand, -block[r, cand]))[:kk]
+        part[r] = cand[order]
+        vals[r] = block[r, part[r]]
+    order = np.argsort(part, axis=1, kind="stable")
     part = np.take_along_axis(part, order, axis=1)
     vals = np.take_along_axis(vals, order, axis=1)
-    out_i[:, :kk] = part
-    out_s[:, :kk] = vals
-    zero = ~(vals > 0)  # no shared term: not a neighbour
-    out_i[:, :kk][zero] = -1
-    out_s[:, :kk][zero] = 0.0
+    order = np.argsort(-vals, axis=1, kind="stable")  # decreasing similarity, then increasing id
+    part = np.take_along_axis(part, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    ok = vals > 0  # no shared term: not a neighbour
+    out_i[:, :kk] = np.where(ok, part, -1)
+    out_s[:, :kk] = np.where(ok, vals, 0.0)
+
+
+@nb.njit(cache=True)
+def _topk_csr(indptr, indices, data, row0, out_i, out_s):
+    """Top-k columns of each row of a sparse similarity block (row r is document row0 + r).
+
+    Self and non-positive entries are skipped; order: decreasing similarity, then
+    increasing id, so results do not depend on the sparse product's column order.
+    """
+    k = out_i.shape[1]
+    for r in range(len(indptr) - 1):
+        a, b = indptr[r], indptr[r + 1]
+        me = row0 + r
+        m = 0
+        cols = np.empty(b - a, np.int64)
+        vals = np.empty(b - a, np.float64)
+        for e in range(a, b):
+            if indices[e] != me and data[e] > 0:
+                cols[m] = indices[e]
+                vals[m] = data[e]
+                m += 1
+        cols = cols[:m]
+        vals = vals[:m]
+        if m > k:
+            # keep only entries >= the k-th largest value (ties included), O(m)
+            thr = np.partition(vals, m - k)[m - k]
+            keep = vals >= thr
+            cols = cols[keep]
+            vals = vals[keep]
+            m = len(cols)
+        # sort by (-value, id): ids first (stable), then values (stable)
+        o1 = np.argsort(cols, kind="mergesort")
+        cols = cols[o1]
+        vals = vals[o1]
+        o2 = np.argsort(-vals, kind="mergesort")
+        take = min(k, m)
+        for t in range(take):
+            out_i[r, t] = cols[o2[t]]
+            out_s[r, t] = vals[o2[t]]
 
 
 def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k cosine neighbours of unit-norm sparse rows, one block of rows at a time.
 
-    Memory is one dense block of BLOCK_CELLS floats, never N x N. Pairs sharing no
-    term are not neighbours (id -1).
+    Each block's product stays sparse (documents sharing no term never meet), with at
+    most BLOCK_CELLS cells, never N x N. Pairs sharing no term are not neighbours (id -1).
     """
     n = x.shape[0]
     k_eff = max(0, min(k, n - 1))
@@ -230,8 +276,11 @@ def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]
     step = max(1, min(n, BLOCK_CELLS // max(n, 1)))
     for start in range(0, n, step):
         stop = min(n, start + step)
-        block = (x[start:stop] @ xt).toarray().astype(np.float32, copy=False)
-        _topk_dense_block(block, np.arange(start, stop), k_eff, ids[start:stop], sims[start:stop])
+        block = (x[start:stop] @ xt).tocsr()
+        if block.nnz > DENSE_FRACTION * block.shape[0] * n:  # nearly dense: a dense block and argpartition are faster
+            _topk_dense_block(block.toarray(), np.arange(start, stop), k_eff, ids[start:stop], sims[start:stop])
+        else:
+            _topk_csr(block.indptr.astype(np.int64), block.indices.astype(np.int64), block.data, start, ids[start:stop], sims[start:stop])
         if progress is not None:
             progress(stop - start)
     return ids, sims
@@ -243,7 +292,7 @@ def lexical_knn(
     method: str = "auto",
     candidates: int | None = None,
     top_terms: int = 64,
-    max_df: int = 5000,
+    max_df: int = 1000,
     progress=None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Top-k lexical neighbours: exact (blocked products) or pruned (candidates from each
