@@ -260,3 +260,13 @@ def test_jargon_cross_references_are_lexical_neighbours():
     rng = np.random.default_rng(0)
     assert top_linked > 0.4  # measured 0.62
     assert jar.link_rate(rng.permutation(len(jar.texts))) < 0.01
+
+
+def test_documents_without_terms_have_no_lexical_edges():
+    """Only stop words / one-letter tokens: no lexical neighbour, and nobody's neighbour."""
+    texts = ["the a of", "alpha beta gamma", "beta gamma delta", "gamma delta alpha"]
+    ids, sims, _ = S.similarity_graph("lexical", None, texts, 5)
+    assert ids.shape == (4, 3)
+    assert np.all(ids[0] == -1) and np.all(sims[0] == 0)
+    assert not np.any(ids[1:] == 0)
+    assert np.all(ids[1:] >= 0)  # the others all share a term
