@@ -269,4 +269,5 @@ def test_documents_without_terms_have_no_lexical_edges():
     assert ids.shape == (4, 3)
     assert np.all(ids[0] == -1) and np.all(sims[0] == 0)
     assert not np.any(ids[1:] == 0)
-    assert np.all(ids[1:] >= 0)  # the others all share a term
+    assert np.all(ids[1:, :2] >= 0)  # the others all share a term with each other
+    assert np.all(ids[1:, 2] == -1)  # and not with document 0: no filler edge
