@@ -11,7 +11,7 @@ decreasing similarity, so dedup, traversal and metrics do not change.
   approximate above `LEXICAL_EXACT_MAX_N`: candidates from the products of pruned rows
   (each document's heaviest terms, very common terms dropped), rescored exactly on the
   full sparse vectors. (A sparse random projection to 256-512 dims + FAISS was tried
-  first: recall@10 only 0.35-0.56 on the BBC sample, so it was dropped.)
+  first: recall@10 only 0.34-0.56 on the BBC sample, so it was dropped.)
 - hybrid: the kNN lists of both signals are merged per document, every candidate is
   rescored with both signals, and each signal is put on a common scale (0 = a random
   pair, 1 = a typical nearest neighbour) before the weighted sum. Each signal's top
@@ -30,7 +30,7 @@ import numpy as np
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
 N_FEATURES = 1 << 20  # hashed vocabulary; collisions are rare at this size
-LEXICAL_EXACT_MAX_N = 10_000  # exact blocked lexical kNN up to here (20k: ~60 s exact vs ~16 s pruned, recall 0.998; benchmarks/similarity.py --scale)
+LEXICAL_EXACT_MAX_N = 10_000  # exact blocked lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
 BLOCK_CELLS = 1 << 24  # rows x N cells of one similarity block (64 MiB as dense float32)
 DENSE_FRACTION = 0.1  # a block product denser than this is searched as a dense array
 
