@@ -174,13 +174,18 @@ class Runner:
         emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
         valid = np.load(self.dir / "embed_valid.npy")
 
-        fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed)
-        self._stage("neighbors", fp_knn, ["knn_ids.npy", "knn_sims.npy"], lambda: self._neighbors(emb, valid), upstream=fp_embed)
+        fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed, cfg.similarity)
+        dense_only = cfg.similarity.similarity == "dense"
+        knn_files = ["knn_ids.npy", "knn_sims.npy"] + ([] if dense_only else ["dedup_ids.npy", "dedup_sims.npy"])
+        self._stage("neighbors", fp_knn, knn_files, lambda: self._neighbors(emb, valid, store), upstream=fp_embed)
         ids = np.load(self.dir / "knn_ids.npy")
         sims = np.load(self.dir / "knn_sims.npy")
+        # dedup keeps the dense cosine kNN whatever signal builds the traversal graph
+        dd_ids = ids if dense_only else np.load(self.dir / "dedup_ids.npy")
+        dd_sims = sims if dense_only else np.load(self.dir / "dedup_sims.npy")
 
         fp_dedup = fingerprint("dedup", fp_knn, cfg.dedup)
-        self._stage("dedup", fp_dedup, ["dup_of.npy"], lambda: self._dedup(store, ids, sims, valid), upstream=fp_knn)
+        self._stage("dedup", fp_dedup, ["dup_of.npy"], lambda: self._dedup(store, dd_ids, dd_sims, valid), upstream=fp_knn)
         dup_of = np.load(self.dir / "dup_of.npy")
 
         fp_order = fingerprint("order", fp_dedup, cfg.order, cfg.seed)
@@ -189,7 +194,7 @@ class Runner:
 
         fp_write = fingerprint("write", fp_order, cfg.output)
         outs = [f"ordered.{f}" for f in cfg.output.formats] + ["removed.jsonl"]
-        self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, sims, ids), upstream=fp_order)
+        self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, dd_sims, dd_ids), upstream=fp_order)
 
         if cfg.pack.context_length:
             self._pack_stages(store, content, fp_order, order, emb)
@@ -307,6 +312,8 @@ class Runner:
         n = len(store)
         out = np.zeros((n, embedder.dim), dtype=np.float32)
         bs = self.cfg.embed.batch_size
+        if hasattr(embedder, "fit"):  # corpus-fitted embedders (tfidf) see every text first
+            embedder.fit(t for s in range(0, n, bs) for t in store.texts(s, min(n, s + bs)))
         with _progress(n, "embed", self.quiet) as bar:
             for start in range(0, n, bs):
                 stop = min(n, start + bs)
@@ -319,8 +326,9 @@ class Runner:
         _save_npy(self.dir / "embeddings.npy", out)
         return {"embedder": embedder.name, "dim": embedder.dim, "invalid": int((~valid).sum())}
 
-    def _neighbors(self, emb: np.ndarray, valid: np.ndarray) -> dict:
+    def _neighbors(self, emb: np.ndarray, valid: np.ndarray, store: DocStore | None = None) -> dict:
         n = emb.shape[0]
+        t0 = time.perf_counter()
         with _progress(n, "neighbors", self.quiet) as bar:
             ids, sims, info = knn_graph(
                 np.asarray(emb), k=self.cfg.knn.k, index=self.cfg.knn.index, seed=1234 + self.cfg.seed,
@@ -334,9 +342,38 @@ class Runner:
             hit = np.isin(ids, np.flatnonzero(bad))
             ids[hit] = -1
             sims[hit] = 0
-        _save_npy(self.dir / "knn_ids.npy", ids)
-        _save_npy(self.dir / "knn_sims.npy", sims)
-        return {"index": info.index, "k": info.k, "params": info.params}
+        sim = self.cfg.similarity
+        if sim.similarity == "dense":
+            _save_npy(self.dir / "knn_ids.npy", ids)
+            _save_npy(self.dir / "knn_sims.npy", sims)
+            return {"index": info.index, "k": info.k, "params": info.params, "similarity": "dense"}
+        return self._similarity_graph(emb, valid, store, ids, sims, info, time.perf_counter() - t0)
+
+    def _similarity_graph(self, emb, valid, store: DocStore, ids, sims, info, dense_seconds: float) -> dict:
+        """Lexical / hybrid traversal graph; the dense kNN is kept (dedup_*.npy) for dedup."""
+        from .similarity import similarity_graph
+
+        sim = self.cfg.similarity
+        n, bs = len(store), 4096
+        t = time.perf_counter()
+        texts = (x for s in range(0, n, bs) for x in store.texts(s, min(n, s + bs)))
+        t_ids, t_sims, sinfo = similarity_graph(
+            sim.similarity, np.asarray(emb), texts, self.cfg.knn.k, weighting=sim.lexical,
+            weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims),
+        )
+        bad = ~valid
+        if bad.any():  # the same rule as dense: rejected documents take part in no edge
+            t_ids[bad] = -1
+            hit = np.isin(t_ids, np.flatnonzero(bad))
+            t_ids[hit] = -1
+            t_sims[t_ids < 0] = 0
+        _save_npy(self.dir / "dedup_ids.npy", ids)
+        _save_npy(self.dir / "dedup_sims.npy", sims)
+        _save_npy(self.dir / "knn_ids.npy", t_ids)
+        _save_npy(self.dir / "knn_sims.npy", t_sims)
+        return {"index": info.index, "k": info.k, "params": info.params, "similarity": sinfo.similarity,
+                "similarity_params": sinfo.params, "dense_seconds": round(dense_seconds, 3),
+                "similarity_seconds": round(time.perf_counter() - t, 3)}
 
     def _dedup(self, store: DocStore, ids, sims, valid) -> dict:
         cfg = self.cfg.dedup
