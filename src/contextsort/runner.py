@@ -23,12 +23,16 @@ import numpy as np
 
 from . import __version__
 from .config import Config, fingerprint
-from .corpus import CorpusReader, DocStore, DocStoreWriter, InputError, Reject, _save_npy, fingerprint_inputs
+from .corpus import CorpusReader, DocStore, DocStoreWriter, Reject, _save_npy, fingerprint_inputs
 from .dedup import find_duplicates
 from .graph import graph_from_knn, restrict_knn
 from .metrics import adjacent_similarity, label_agreement, path_bound, path_weight
 from .neighbors import knn_graph
 from .order import compute_order, is_permutation_order, order_inputs
+
+# Bumped when the store layout or the ingest manifest entry changes, so that run
+# directories written by an older version are re-ingested instead of misread.
+STORE_LAYOUT = 2
 
 STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write", "tokenize", "pack")
 
@@ -152,7 +156,7 @@ class Runner:
         input_fp = fingerprint_inputs(self.inputs)
         self.manifest["input_fingerprint"] = input_fp
 
-        fp_ingest = fingerprint("ingest", input_fp, cfg.input)
+        fp_ingest = fingerprint("ingest", STORE_LAYOUT, input_fp, cfg.input)
         self._stage("ingest", fp_ingest, ["store/records.jsonl", "store/text.idx.npy", "rejects.jsonl"], self._ingest)
         store = DocStore(self.dir / "store")
         n_read = self.manifest["stages"]["ingest"]["records_read"]
