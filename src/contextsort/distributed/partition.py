@@ -23,7 +23,7 @@ import numpy as np
 from ..dedup import find_duplicates
 from ..graph import graph_from_knn, restrict_knn
 from ..neighbors import knn_graph
-from ..order import compute_order
+from ..order import compute_order, order_inputs
 
 DEFAULT_PARTITION_SIZE = 1_000_000  # documents per partition when the count is chosen automatically
 MIN_PARTITION_SIZE = 500  # never split finer than this (border losses grow as partitions shrink)
@@ -158,7 +158,9 @@ def partition_task(
     is_own[own_s] = True
     keep = is_own & (dup_s < 0)
     k_ids, k_sims = restrict_knn(ids_s, sims_s, dup_s, keep)
-    local = compute_order(params.algorithm, graph_from_knn(k_ids, k_sims), seed=params.seed)
+    kept_s = np.flatnonzero(keep)
+    emb_kept = np.asarray(emb[by_pos[kept_s]]) if "emb" in order_inputs(params.algorithm) else None
+    local = compute_order(params.algorithm, graph_from_knn(k_ids, k_sims), seed=params.seed, knn_ids=k_ids, emb=emb_kept)
     order_g = rows_s[np.flatnonzero(keep)][local]
     return ids_g, sims, dup_g, order_g
 

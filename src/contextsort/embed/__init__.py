@@ -41,4 +41,9 @@ def get_embedder(spec: str, **options) -> Embedder:
         from .wordllama import WordLlamaEmbedder
 
         return WordLlamaEmbedder(arg or None, **options)
-    raise EmbedderUnavailable(f"unknown embedder '{spec}' (available: wordllama)")
+    if name == "tfidf":
+        # lexical, no model; corpus-fitted: the runner calls .fit(texts) before encoding
+        from .tfidf import TfidfEmbedder
+
+        return TfidfEmbedder(arg or None, **options)
+    raise EmbedderUnavailable(f"unknown embedder '{spec}' (available: wordllama, tfidf)")
