@@ -139,7 +139,7 @@ def test_ray_run_on_bbc_matches_single_machine(tmp_path, ray_local, bbc_path):
     valid = np.load(tmp_path / "ray" / "embed_valid.npy")
     assert np.array_equal(np.sort(res.order), np.flatnonzero(valid & (dup_of < 0)))
     # Ray Data embedding gives the same vectors as the in-process loop
-    assert np.array_equal(np.load(tmp_path / "ray" / "embeddings.npy"), np.load(single / "embeddings.npy"))
+    assert np.array_equal(np.load(tmp_path / "ray" / "embeddings.npy"), np.load(single_run.run_dir / "embeddings.npy"))
     # quality, both orders scored on the single-machine kNN graph and labels
     single = single_run.run_dir
     g = graph_from_knn(np.load(single / "knn_ids.npy"), np.load(single / "knn_sims.npy"))
