@@ -151,6 +151,8 @@ class Runner:
         self.manifest["input_fingerprint"] = input_fp
 
         fp_ingest = fingerprint("ingest", input_fp, cfg.input)
+        fp_embed = self._embed_fingerprint(fp_ingest)
+        self._preflight_embedder(fp_embed)  # a model that cannot load fails before any work
         self._stage("ingest", fp_ingest, ["store/records.jsonl", "store/text.idx.npy", "rejects.jsonl"], self._ingest)
         store = DocStore(self.dir / "store")
         n_read = self.manifest["stages"]["ingest"]["records_read"]
@@ -158,9 +160,8 @@ class Runner:
         if len(store) == 0:
             raise RunError(f"no usable documents in the input ({n_read} records read, {n_ingest_rejects} rejected: see {self.dir / 'rejects.jsonl'})")
 
-        fp_embed = fingerprint("embed", fp_ingest, cfg.embed.embedder)
-        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store), upstream=fp_ingest)
-        emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
+        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store, fp_embed), upstream=fp_ingest)
+        emb = self._load_embeddings()
         valid = np.load(self.dir / "embed_valid.npy")
 
         fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed)
@@ -218,24 +219,63 @@ class Runner:
         _write_jsonl(self.dir / "rejects.jsonl", (r.to_json() for r in rejects))
         return {"records_read": n, "documents": writer.n, "rejected": len(rejects)}
 
-    def _embed(self, store: DocStore) -> dict:
+    def _embed_fingerprint(self, fp_ingest: str) -> str:
+        e = self.cfg.embed
+        # the default float32 keeps the fingerprint of runs made before the dtype option
+        return fingerprint("embed", fp_ingest, e.embedder, *([e.dtype] if e.dtype != "float32" else []))
+
+    def _preflight_embedder(self, fp_embed: str) -> None:
+        """Build the embedder now unless the embed stage will be skipped (EmbedderUnavailable if it cannot load)."""
         from .embed import get_embedder
 
-        embedder = get_embedder(self.cfg.embed.embedder)
+        self._embedder = None
+        if not self._fresh("embed", fp_embed, ["embeddings.npy"]):
+            e = self.cfg.embed
+            self._embedder = get_embedder(e.embedder, **self._embed_options())
+
+    def _embed_options(self) -> dict:
+        # batch_size only when given: wordllama's own batch_size means something else (its inner batch)
+        e = self.cfg.embed
+        return {"device": e.device, **({"batch_size": e.batch_size} if e.batch_size else {})}
+
+    def _load_embeddings(self) -> np.ndarray:
+        """Embeddings as float32 for the later stages (memory-mapped when stored as float32)."""
+        emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
+        return emb if emb.dtype == np.float32 else np.asarray(emb, dtype=np.float32)
+
+    def _embed(self, store: DocStore, fp_embed: str = "") -> dict:
+        """Length-batched encoding straight into a memory map; resumes after a crash (embed/batched.py)."""
+        from tqdm.auto import tqdm
+
+        from .embed import get_embedder
+        from .embed.batched import encode_to_memmap
+
+        e = self.cfg.embed
+        embedder = getattr(self, "_embedder", None) or get_embedder(e.embedder, **self._embed_options())
+        self._embedder = None  # release the model after this stage
+        bs = int(e.batch_size or getattr(embedder, "batch_size_hint", 0) or 512)
         n = len(store)
-        out = np.zeros((n, embedder.dim), dtype=np.float32)
-        bs = self.cfg.embed.batch_size
-        with _progress(n, "embed", self.quiet) as bar:
-            for start in range(0, n, bs):
-                stop = min(n, start + bs)
-                out[start:stop] = embedder.encode(store.texts(start, stop))
-                bar.update(stop - start)
-        norms = np.linalg.norm(out, axis=1)
-        valid = np.isfinite(norms) & (norms > 0.5)
-        out[~valid] = 0.0
+        lengths = np.diff(store.txt_off)  # UTF-8 bytes: a cheap proxy for token count
+        bar = tqdm(total=n, desc="embed", unit="doc", disable=self.quiet, dynamic_ncols=True, leave=False, file=sys.stderr)
+
+        def resumed(k: int) -> None:
+            self.log(f"[embed] resuming: {k} of {n} documents already embedded")
+            bar.reset(total=n)
+            bar.n = bar.last_print_n = k  # docs/s counts only this run's work
+            bar.refresh()
+
+        with bar:
+            valid, stats = encode_to_memmap(
+                embedder, lambda idx: [store.text(int(i)) for i in idx], lengths, self.dir / "embeddings.npy",
+                batch_size=bs, dtype=e.dtype, identity={"fingerprint": fp_embed}, progress=bar.update, on_resume=resumed,
+            )
         _save_npy(self.dir / "embed_valid.npy", valid)
-        _save_npy(self.dir / "embeddings.npy", out)
-        return {"embedder": embedder.name, "dim": embedder.dim, "invalid": int((~valid).sum())}
+        return {
+            "embedder": embedder.name, "dim": embedder.dim, "dtype": e.dtype, "batch_size": bs,
+            "device": getattr(embedder, "device", "cpu"), "fp16": bool(getattr(embedder, "fp16", False)),
+            "docs_per_second": round(stats.docs_per_second, 1), "resumed_batches": stats.resumed_batches,
+            "invalid": int((~valid).sum()),
+        }
 
     def _neighbors(self, emb: np.ndarray, valid: np.ndarray) -> dict:
         n = emb.shape[0]

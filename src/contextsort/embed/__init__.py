@@ -35,10 +35,29 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def get_embedder(spec: str, **options) -> Embedder:
-    """Build an embedder from its spec string ("wordllama", ...)."""
+    """Build an embedder from its spec string ("wordllama", "contriever:PATH", ...).
+
+    Options the embedder does not use are ignored (device, fp16, batch_size).
+    """
     name, _, arg = spec.partition(":")
     if name == "wordllama":
         from .wordllama import WordLlamaEmbedder
 
         return WordLlamaEmbedder(arg or None, **options)
-    raise EmbedderUnavailable(f"unknown embedder '{spec}' (available: wordllama)")
+    if name in ("sentence-transformers", "st"):
+        from .neural import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(arg or None, **options)
+    if name == "contriever":
+        from .neural import ContrieverEmbedder
+
+        return ContrieverEmbedder(arg or None, **options)
+    if name == "model2vec":
+        from .static import Model2VecEmbedder
+
+        return Model2VecEmbedder(arg or None, **options)
+    # "tfidf" (lexical, no model) is provided by embed/tfidf.py (issue 7)
+    raise EmbedderUnavailable(
+        f"unknown embedder '{spec}' (available: wordllama[:CONFIG], sentence-transformers:MODEL, "
+        "contriever[:MODEL], model2vec:PATH)"
+    )
