@@ -213,11 +213,44 @@ def test_bad_specs(spec):
 def test_cli_options_reach_config():
     import argparse
 
-    from contextsort.cli import _add_pipeline_options, config_from_args
+    from contextsort import cli
 
     p = argparse.ArgumentParser()
-    _add_pipeline_options(p)
+    cli._add_pipeline_options(p)
+    if hasattr(cli, "_add_pack_options"):
+        cli._add_pack_options(p)
+    config_from_args = cli.config_from_args
     c = config_from_args(p.parse_args(["--device", "cpu", "--batch-size", "8", "--embed-dtype", "float16"]))
     assert (c.embed.device, c.embed.batch_size, c.embed.dtype) == ("cpu", 8, "float16")
     c = config_from_args(p.parse_args([]))
     assert (c.embed.device, c.embed.batch_size, c.embed.dtype) == ("auto", None, "float32")
+
+
+def test_kill_9_mid_embed_then_rerun_gives_identical_files(tmp_path):
+    """A real SIGKILL half-way through the embed stage (fault hook), then the same command again."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src_dir = str(Path(__file__).resolve().parents[1] / "src")
+    src = _corpus(tmp_path, 200)
+
+    def cli(out, **env):
+        args = [sys.executable, "-m", "contextsort.cli", "run", str(src), "-o", str(out), "-q", "--batch-size", "16",
+                "--embed-dtype", "float16", "--format", "jsonl"]
+        return subprocess.run(args, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": src_dir, **env})
+
+    assert cli(tmp_path / "ref").returncode == 0
+    p = cli(tmp_path / "run", CONTEXTSORT_CRASH_AT="embed:mid")
+    assert p.returncode == -9, p.stderr
+    part, state = partial_paths(tmp_path / "run" / "embeddings.npy")
+    done = json.loads(state.read_text())["batches_done"]
+    assert part.exists() and not (tmp_path / "run" / "embeddings.npy").exists() and 0 < done < 13
+    p = cli(tmp_path / "run")
+    assert p.returncode == 0, p.stderr
+    st = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["embed"]
+    assert st["resumed_batches"] == done
+    for name in ("embeddings.npy", "embed_valid.npy", "order.npy", "ordered.jsonl", "removed.jsonl"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name

@@ -10,6 +10,6 @@ related ones follow each other (each exactly once), and write the new order.
 __version__ = "0.1.0"
 
 from .config import Config  # noqa: E402
-from .runner import RunResult, run  # noqa: E402
+from .runner import RunResult, pack_run, run  # noqa: E402
 
-__all__ = ["Config", "RunResult", "run", "__version__"]
+__all__ = ["Config", "RunResult", "pack_run", "run", "__version__"]

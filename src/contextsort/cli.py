@@ -1,4 +1,4 @@
-"""Command line: `contextsort run`, `contextsort demo`."""
+"""Command line: `contextsort run`, `contextsort demo`, `contextsort pack`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,57 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or stage log")
 
 
+def _add_pack_options(p: argparse.ArgumentParser, required: bool = False) -> None:
+    d = Config().pack
+    g = p.add_argument_group("training contexts" + ("" if required else " (packed when --context-length is given)"))
+    g.add_argument("--context-length", "-L", type=int, default=8192 if required else None,
+                   help="tokens per context (the paper: 8192)" + (" (default: %(default)s)" if required else ""))
+    g.add_argument("--tokenizer", default=d.tokenizer,
+                   help="llama2 (offline, default) | path to tokenizer.json | tiktoken:cl100k_base | hf:NAME")
+    g.add_argument("--pack-mode", default=d.mode, choices=["concat", "boundary"],
+                   help="concat: cut every L tokens (the paper); boundary: cut between documents at weak links (default: %(default)s)")
+    g.add_argument("--pack-format", default=",".join(d.formats),
+                   help="comma-separated: megatron, parquet, numpy (default: %(default)s)")
+    g.add_argument("--bos", action="store_true", help="put BOS before each document (EOS follows each always)")
+    g.add_argument("--drop-last", action="store_true", help="drop the last context if it is not full")
+    g.add_argument("--no-shuffle", action="store_true", help="keep contexts in stream order (training needs them shuffled)")
+    g.add_argument("--pack-seed", type=int, default=None, help="seed of the context shuffle (default: --seed)")
+    g.add_argument("--shard-size", default=d.shard_size, help="max tokens bytes per shard file, e.g. 1GB (default: one shard)")
+    g.add_argument("--pad-id", type=int, default=None, help="padding token id (default: the tokenizer's pad, else EOS)")
+    g.add_argument("--pad-weight", type=float, default=d.pad_weight, help="boundary mode: cost of padding, per L tokens (default: %(default)s)")
+    g.add_argument("--split-cost", type=float, default=d.split_cost, help="boundary mode: cost of splitting a document (default: %(default)s)")
+    g.add_argument("--min-split", type=int, default=None, help="boundary mode: never split documents shorter than this (default: L/4)")
+
+
+def pack_config_from_args(a: argparse.Namespace):
+    from .config import PackConfig
+    from .pack import parse_size
+
+    pc = PackConfig()
+    pc.context_length = a.context_length
+    pc.tokenizer = a.tokenizer
+    pc.mode = a.pack_mode
+    pc.formats = list(dict.fromkeys(f.strip() for f in a.pack_format.split(",") if f.strip()))
+    pc.bos = a.bos
+    pc.drop_last = a.drop_last
+    pc.shuffle = not a.no_shuffle
+    pc.seed = a.pack_seed
+    parse_size(a.shard_size)  # fail early on a bad size
+    pc.shard_size = a.shard_size
+    pc.pad_id = a.pad_id
+    pc.pad_weight = a.pad_weight
+    pc.split_cost = a.split_cost
+    pc.min_split = a.min_split
+    from .formats.contexts import CONTEXT_FORMATS
+
+    bad = [f for f in pc.formats if f not in CONTEXT_FORMATS]
+    if bad:
+        raise ValueError(f"unknown --pack-format {bad} (available: {', '.join(CONTEXT_FORMATS)})")
+    if pc.context_length is not None and pc.context_length < 2:
+        raise ValueError("--context-length must be at least 2")
+    return pc
+
+
 def config_from_args(a: argparse.Namespace) -> Config:
     c = Config()
     c.input.text_field = a.text_field
@@ -53,6 +104,7 @@ def config_from_args(a: argparse.Namespace) -> Config:
     c.order.algorithm = a.order
     c.seed = a.seed
     c.output.formats = [f.strip() for f in a.format.split(",") if f.strip()]
+    c.pack = pack_config_from_args(a)
     return c
 
 
@@ -73,6 +125,18 @@ def summary(result) -> str:
     pw = m.get("path_weight")
     if pw:
         lines.append(f"path_weight          {pw['sum']:.1f} (mean {pw['mean']:.4f}/step, {pw['jumps']} jumps), bound {pw['bound']:.1f}, ratio {pw['ratio']:.3f}")
+    pk = m.get("pack")
+    if pk and "pack" in result.manifest["stages"]:
+        lines.append(
+            f"packed               {pk['contexts']} contexts of {pk['context_length']} tokens ({pk['mode']}), "
+            f"{pk['context_tokens']} tokens, waste {pk.get('waste', 0):.2%}, documents split {pk.get('documents_split_share', 0):.2%}"
+        )
+        if "within_context_adjacent_similarity" in pk:
+            ac = pk.get("across_contexts", {})
+            lines.append(
+                f"context similarity   within (adjacent docs) {pk['within_context_adjacent_similarity']:.4f}"
+                + (f"; consecutive contexts {ac['written']:.4f} (random pairs {ac['random']:.4f})" if ac else "")
+            )
     t = {k: v.get("seconds") for k, v in result.manifest["stages"].items()}
     lines.append("stage seconds     " + ", ".join(f"{k} {v}" for k, v in t.items()) + (f"  (reused: {', '.join(result.skipped)})" if result.skipped else ""))
     return "\n".join(lines)
@@ -87,9 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("-o", "--output", required=True, help="run directory (created; rerunning resumes)")
     _add_pipeline_options(p_run)
 
+    _add_pack_options(p_run)
+
     p_demo = sub.add_parser("demo", help="run the pipeline on the built-in BBC News sample and print a summary")
     p_demo.add_argument("-o", "--output", default="runs/demo", help="run directory (default: %(default)s)")
     _add_pipeline_options(p_demo)
+    _add_pack_options(p_demo)
+
+    p_pack = sub.add_parser("pack", help="pack the order of a finished run into shuffled training contexts (RUN_DIR/packed)")
+    p_pack.add_argument("run_dir", help="a run directory made by `contextsort run`")
+    _add_pack_options(p_pack, required=True)
+    p_pack.add_argument("-q", "--quiet", action="store_true", help="no progress bars or stage log")
 
     a = parser.parse_args(argv)
     return _dispatch(a)
@@ -100,8 +172,17 @@ def _dispatch(a: argparse.Namespace) -> int:
     from .embed import EmbedderUnavailable
     from .runner import RunError, Runner
     from .sample import SampleUnavailable, bbc_news_path
+    from .tokenizer import TokenizerUnavailable
 
     try:
+        if a.command == "pack":
+            from .runner import pack_run
+
+            result = pack_run(a.run_dir, pack_config_from_args(a), quiet=a.quiet)
+            info = result.run_dir / "packed" / "pack.json"
+            print(summary(result))
+            print(f"contexts in        {info.parent}/ (see {info.name})")
+            return 0
         cfg = config_from_args(a)
         if a.command == "demo":
             inputs = [bbc_news_path()]
@@ -113,7 +194,7 @@ def _dispatch(a: argparse.Namespace) -> int:
         if a.command == "demo":
             print(f"total             {time.perf_counter() - t:.2f}s; outputs in {result.run_dir}/ordered.jsonl, removed.jsonl, manifest.json")
         return 0
-    except (InputError, RunError, EmbedderUnavailable, SampleUnavailable, ValueError) as e:
+    except (InputError, RunError, EmbedderUnavailable, SampleUnavailable, TokenizerUnavailable, ValueError) as e:
         print(f"contextsort: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

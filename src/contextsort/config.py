@@ -49,6 +49,25 @@ class OutputConfig:
 
 
 @dataclass
+class PackConfig:
+    """Training-ready contexts (the `tokenize` and `pack` stages); off while context_length is None."""
+
+    context_length: int | None = None  # tokens per context (the paper: 8192)
+    tokenizer: str = "llama2"  # llama2 | path to tokenizer.json | tiktoken:NAME | hf:NAME
+    mode: str = "concat"  # concat (the paper) | boundary
+    formats: list[str] = field(default_factory=lambda: ["megatron", "parquet"])
+    bos: bool = False  # BOS before each document (EOS after each is always there)
+    drop_last: bool = False  # drop the last context when it is not full
+    shuffle: bool = True  # permute the contexts
+    seed: int | None = None  # of the context shuffle; default: Config.seed
+    shard_size: str | None = None  # e.g. "1GB": tokens per shard file; None: one shard
+    pad_id: int | None = None  # default: the tokenizer's pad token, else EOS
+    pad_weight: float = 4.0  # boundary mode: cost of a context's padding, per L tokens
+    split_cost: float = 1.0  # boundary mode: cost of splitting a document (a link costs its similarity)
+    min_split: int | None = None  # boundary mode: shorter documents are never split (default L // 4)
+
+
+@dataclass
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
@@ -56,10 +75,27 @@ class Config:
     dedup: DedupConfig = field(default_factory=DedupConfig)
     order: OrderConfig = field(default_factory=OrderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    pack: PackConfig = field(default_factory=PackConfig)
     seed: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        """Inverse of to_dict (unknown keys are ignored, missing ones keep their defaults)."""
+        c = cls()
+        for name, value in (d or {}).items():
+            cur = getattr(c, name, None)
+            if cur is None and name != "seed":
+                continue
+            if isinstance(value, dict) and hasattr(cur, "__dataclass_fields__"):
+                for k, v in value.items():
+                    if k in cur.__dataclass_fields__:
+                        setattr(cur, k, v)
+            elif name in cls.__dataclass_fields__:
+                setattr(c, name, value)
+        return c
 
 
 def fingerprint(*parts: object) -> str:

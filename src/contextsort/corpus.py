@@ -83,14 +83,47 @@ def _open_text_lines(path: Path) -> Iterator[bytes]:
     if name.endswith(".gz"):
         fh = gzip.open(path, "rb")
     elif name.endswith(".zst"):
-        import zstandard
-
-        raw = open(path, "rb")
-        fh = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+        yield from _zst_lines(path)
+        return
     else:
         fh = open(path, "rb")
     with fh:
         yield from fh
+
+
+def _zst_lines(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Lines of a .zst file (any number of frames); a truncated stream raises OSError.
+
+    zstandard's stream_reader ends silently at a truncated frame, so decompress by hand
+    and check that the last frame was complete.
+    """
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    dobj = dctx.decompressobj()
+    fed = False  # has the current decompressor been given any byte of a frame?
+    buf = b""
+    with open(path, "rb") as raw:
+        while True:
+            data = raw.read(chunk)
+            if not data:
+                break
+            while data:
+                fed = True
+                out = dobj.decompress(data)
+                data = b""
+                if dobj.eof:  # frame finished: what is left belongs to the next frame
+                    data = dobj.unused_data
+                    dobj = dctx.decompressobj()
+                    fed = False
+                buf += out
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                yield line + b"\n"
+    if fed:
+        raise OSError("truncated zstd stream (file ends inside a frame)")
+    if buf:
+        yield buf
 
 
 class CorpusReader:
@@ -119,9 +152,16 @@ class CorpusReader:
     def __iter__(self) -> Iterator[Record | Reject]:
         for root in self.raw_paths:
             if not root.exists():
-                raise InputError(f"{root}: no such file or directory")
+                self.position += 1
+                yield self._reject(str(root), 0, None, "no such file or directory")
+                continue
             if root.is_dir():
-                files = expand_paths([root])
+                try:
+                    files = expand_paths([root])
+                except InputError as e:
+                    self.position += 1
+                    yield self._reject(str(root), 0, None, str(e).split(": ", 1)[-1])
+                    continue
                 yield from self._read_dir(root, files)
             else:
                 yield from self._read_file(root)
@@ -148,9 +188,10 @@ class CorpusReader:
     def _make(self, source: str, line: int, fields: dict) -> Record | Reject:
         pos = self.position
         self.position += 1
-        rid = fields.get(self.id_field, pos)
-        if rid is None:
+        rid = fields.get(self.id_field)
+        if rid is None:  # missing ids get the record's position among all records read
             rid = pos
+            fields = {self.id_field: pos, **fields}
         checked = self._check_text(source, line, rid, fields.get(self.text_field))
         if not isinstance(checked, str):
             return checked
@@ -187,17 +228,15 @@ class CorpusReader:
                     yield self._reject(src, lineno, None, f"JSON value is a {type(obj).__name__}, not an object")
                     continue
                 yield self._make(src, lineno, obj)
-        except (OSError, EOFError) as e:  # truncated gz/zst, unreadable file
-            msg = f"unreadable file after line {lineno}: {e}"
-            if self.strict:
-                raise InputError(f"{src}: {msg}") from None
-            yield Reject(src, lineno + 1, None, msg)
-        except Exception as e:  # zstandard raises its own ZstdError
-            if type(e).__name__ != "ZstdError":
+        except InputError:
+            raise
+        except Exception as e:  # truncated .gz (EOFError/OSError), .zst (ZstdError), unreadable file (OSError)
+            if not isinstance(e, (OSError, EOFError)) and type(e).__name__ != "ZstdError":
                 raise
-            msg = f"unreadable file after line {lineno}: {e}"
+            msg = f"unreadable file after line {lineno}: {e}" if lineno else f"unreadable file: {e}"
             if self.strict:
                 raise InputError(f"{src}: {msg}") from None
+            self.position += 1
             yield Reject(src, lineno + 1, None, msg)
 
     def _read_parquet(self, path: Path) -> Iterator[Record | Reject]:
@@ -207,15 +246,28 @@ class CorpusReader:
         try:
             pf = pq.ParquetFile(path)
         except Exception as e:
-            raise InputError(f"{src}: not a readable Parquet file: {e}") from None
+            self.position += 1
+            yield self._reject(src, 0, None, f"not a readable Parquet file: {e}")
+            return
         names = pf.schema_arrow.names
         if self.text_field not in names:
-            raise InputError(f"{src}: Parquet file has no column '{self.text_field}' (columns: {', '.join(names)})")
+            # every row is rejected (so counts still add up), with the same reason
+            reason = f"Parquet file has no column '{self.text_field}' (columns: {', '.join(names)})"
+            for row in range(1, pf.metadata.num_rows + 1):
+                self.position += 1
+                yield self._reject(src, row, None, reason, self.text_field)
+            return
         row = 0
-        for batch in pf.iter_batches(batch_size=4096):
-            for fields in batch.to_pylist():
-                row += 1
-                yield self._make(src, row, fields)
+        try:
+            for batch in pf.iter_batches(batch_size=4096):
+                for fields in batch.to_pylist():
+                    row += 1
+                    yield self._make(src, row, fields)
+        except (OSError, ValueError) as e:  # corrupt page / truncated file
+            if self.strict:
+                raise InputError(f"{src}: unreadable Parquet data after row {row}: {e}") from None
+            self.position += 1
+            yield Reject(src, row + 1, None, f"unreadable Parquet data after row {row}: {e}")
 
     def _read_dir(self, root: Path, files: list[Path]) -> Iterator[Record | Reject]:
         for f in files:
@@ -275,6 +327,7 @@ class DocStoreWriter:
         self._hashes: list[int] = []
         self._labels: list[object] = []
         self._seen_ids: dict[str, tuple[str, int]] = {}
+        self._content = hashlib.blake2b(digest_size=16)  # of everything stored, for downstream fingerprints
         self.n = 0
 
     def add(self, rec: Record, strict: bool = False) -> Reject | None:
@@ -288,6 +341,7 @@ class DocStoreWriter:
         self._seen_ids[key] = (rec.source, rec.line)
         line = json.dumps(rec.fields, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
         self._rec.write(line)
+        self._content.update(line)
         self._rec_off.append(self._rec_off[-1] + len(line))
         tb = rec.text.encode("utf-8", errors="surrogatepass")
         self._txt.write(tb)
@@ -298,9 +352,16 @@ class DocStoreWriter:
         self.n += 1
         return None
 
+    @property
+    def content_hash(self) -> str:
+        """Hash of the stored records: unchanged when re-reading unchanged inputs."""
+        return self._content.hexdigest()
+
     def close(self) -> None:
-        self._rec.close()
-        self._txt.close()
+        for fh in (self._rec, self._txt):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
         _save_npy(self.dir / "records.idx.npy", np.asarray(self._rec_off, dtype=np.int64))
         _save_npy(self.dir / "text.idx.npy", np.asarray(self._txt_off, dtype=np.int64))
         _save_npy(self.dir / "text_hash.npy", np.asarray(self._hashes, dtype=np.uint64))
@@ -354,7 +415,14 @@ class DocStore:
 def fingerprint_inputs(paths: Iterable[Path]) -> str:
     """Cheap fingerprint of input files: path, size and mtime (not the content)."""
     h = hashlib.sha256()
-    for p in expand_paths(paths):
-        st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for root in paths:
+        root = Path(root)
+        try:
+            files = expand_paths([root])
+        except InputError:
+            h.update(f"{root}|missing\n".encode())
+            continue
+        for p in files:
+            st = p.stat()
+            h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]

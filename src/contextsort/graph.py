@@ -16,7 +16,7 @@ import numpy as np
 @dataclass
 class Graph:
     indptr: np.ndarray  # int64 [N+1]
-    indices: np.ndarray  # int64 [E2] (each undirected edge twice)
+    indices: np.ndarray  # int32 [E2] (node ids; N < 2**31) (each undirected edge twice)
     weights: np.ndarray  # float32 [E2]
 
     @property
@@ -42,7 +42,7 @@ def _symmetrize(ids, sims, n):
             if ids[i, j] >= 0 and ids[i, j] != i:
                 m += 1
     src = np.empty(2 * m, np.int64)
-    dst = np.empty(2 * m, np.int64)
+    dst = np.empty(2 * m, np.int32)
     w = np.empty(2 * m, np.float32)
     p = 0
     for i in range(ids.shape[0]):
@@ -64,7 +64,7 @@ def _symmetrize(ids, sims, n):
     for i in range(n):
         counts[i + 1] += counts[i]
     pos = counts[:-1].copy()
-    d2 = np.empty(2 * m, np.int64)
+    d2 = np.empty(2 * m, np.int32)
     w2 = np.empty(2 * m, np.float32)
     for e in range(2 * m):
         s = src[e]
@@ -73,7 +73,7 @@ def _symmetrize(ids, sims, n):
         pos[s] += 1
     # per row: sort by dst, dedupe (keep max weight), then sort by -w
     indptr = np.zeros(n + 1, np.int64)
-    out_d = np.empty(2 * m, np.int64)
+    out_d = np.empty(2 * m, np.int32)
     out_w = np.empty(2 * m, np.float32)
     q = 0
     for i in range(n):

@@ -73,8 +73,17 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
             params["refine_k_factor"] = 4.0
     else:
         raise ValueError(f"unknown index '{kind}' (flat, ivf, hnsw, ivfpq, auto)")
-    for start in range(0, n, 262_144):
-        idx.add(np.ascontiguousarray(emb[start : start + 262_144], dtype=np.float32))
+    if kind == "hnsw":
+        # HNSW insertion order depends on thread timing: build on one thread so the
+        # graph (and the output) is identical run to run.
+        nthreads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+    try:
+        for start in range(0, n, 262_144):
+            idx.add(np.ascontiguousarray(emb[start : start + 262_144], dtype=np.float32))
+    finally:
+        if kind == "hnsw":
+            faiss.omp_set_num_threads(nthreads)
     return idx, params
 
 

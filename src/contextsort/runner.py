@@ -1,6 +1,7 @@
 """Stage orchestration: the only code that reads and writes the run directory.
 
-Stages: ingest -> embed -> neighbors -> dedup -> order -> write. Each stage's
+Stages: ingest -> embed -> neighbors -> dedup -> order -> write, and, when a context
+length is set, tokenize (after ingest) -> pack (after order). Each stage's
 artifact is written to a temporary name and renamed; the manifest records each
 stage's config fingerprint, so a rerun skips every stage whose inputs and config
 are unchanged (resume after a crash, or change only a late stage's options).
@@ -29,7 +30,7 @@ from .metrics import adjacent_similarity, label_agreement, path_bound, path_weig
 from .neighbors import knn_graph
 from .order import compute_order
 
-STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write")
+STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write", "tokenize", "pack")
 
 
 class RunError(Exception):
@@ -104,6 +105,10 @@ class Runner:
         self.manifest_path = self.dir / "manifest.json"
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
         self.manifest.setdefault("stages", {})
+        if not self.manifest_path.exists():
+            # mark the directory as ours before any stage writes into it, so that a
+            # run killed during its first stage can be resumed without --overwrite
+            self._save_manifest()
         self.skipped: list[str] = []
 
     # -- run directory -----------------------------------------------------
@@ -125,12 +130,9 @@ class Runner:
         return bool(st and st.get("fingerprint") == fp and all((self.dir / a).exists() for a in artifacts))
 
     def _done(self, stage: str, fp: str, seconds: float, **extra) -> None:
+        # Later stages need no explicit invalidation: each fingerprint includes its
+        # upstream's, so a changed stage changes every fingerprint after it.
         self.manifest["stages"][stage] = {"fingerprint": fp, "seconds": round(seconds, 3), **extra}
-        # a recomputed stage invalidates every later one
-        for later in STAGES[STAGES.index(stage) + 1 :]:
-            st = self.manifest["stages"].get(later)
-            if st is not None and st.get("upstream") != fp:
-                self.manifest["stages"].pop(later, None)
         self._save_manifest()
 
     # -- stages ------------------------------------------------------------
@@ -151,16 +153,25 @@ class Runner:
         self.manifest["input_fingerprint"] = input_fp
 
         fp_ingest = fingerprint("ingest", input_fp, cfg.input)
-        fp_embed = self._embed_fingerprint(fp_ingest)
-        self._preflight_embedder(fp_embed)  # a model that cannot load fails before any work
+        self._preflight_embedder()  # a model that cannot load fails before any work
         self._stage("ingest", fp_ingest, ["store/records.jsonl", "store/text.idx.npy", "rejects.jsonl"], self._ingest)
         store = DocStore(self.dir / "store")
         n_read = self.manifest["stages"]["ingest"]["records_read"]
         n_ingest_rejects = self.manifest["stages"]["ingest"]["rejected"]
         if len(store) == 0:
-            raise RunError(f"no usable documents in the input ({n_read} records read, {n_ingest_rejects} rejected: see {self.dir / 'rejects.jsonl'})")
+            with open(self.dir / "rejects.jsonl", encoding="utf-8") as fh:
+                first = [json.loads(line) for _, line in zip(range(3), fh)]
+            why = "; ".join(f"{r['source']}" + (f":{r['line']}" if r["line"] else "") + f": {r['reason']}" for r in first)
+            raise RunError(
+                f"no usable documents in the input ({n_read} records read, {n_ingest_rejects} rejected"
+                + (f": {why}" if why else "") + ")"
+            )
 
-        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store, fp_embed), upstream=fp_ingest)
+        # downstream stages depend on the stored content, not on how it was read:
+        # touching an input file re-reads it, but reuses the embeddings if nothing changed
+        content = self.manifest["stages"]["ingest"]["content_hash"]
+        fp_embed = self._embed_fingerprint(content)
+        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store, fp_embed), upstream=content)
         emb = self._load_embeddings()
         valid = np.load(self.dir / "embed_valid.npy")
 
@@ -181,8 +192,75 @@ class Runner:
         outs = [f"ordered.{f}" for f in cfg.output.formats] + ["removed.jsonl"]
         self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, sims, ids), upstream=fp_order)
 
+        if cfg.pack.context_length:
+            self._pack_stages(store, content, fp_order, order, emb)
+
         self._account(n_read, store, dup_of, valid, order)
         self.manifest["seconds_total"] = round(time.perf_counter() - t_all, 3)
+        self._save_manifest()
+        return RunResult(self.dir, self.manifest, order, list(self.skipped))
+
+    def _pack_stages(self, store: DocStore, content: str, fp_order: str, order: np.ndarray, emb) -> None:
+        """tokenize (every stored document, so a new order needs no new tokens) -> pack.
+        `content`: the ingest stage's content hash (tokens depend on the stored texts only)."""
+        from dataclasses import asdict
+
+        from .pack import TokenStream, pack_contexts, parse_size, tokenize_store
+        from .tokenizer import get_tokenizer
+
+        pc = self.cfg.pack
+        tok = get_tokenizer(pc.tokenizer)
+        fp_tok = fingerprint("tokenize", content, pc.tokenizer, tok.fingerprint, pc.bos)
+
+        def tokenize():
+            with _progress(len(store), "tokenize", self.quiet) as bar:
+                meta = tokenize_store(store, tok, self.dir / "tokens", bos=pc.bos, progress=bar.update)
+            return {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
+
+        self._stage("tokenize", fp_tok, ["tokens/meta.json", "tokens/stream.bin", "tokens/doc_off.npy"], tokenize, upstream=content)
+
+        opts = {k: v for k, v in asdict(pc).items() if k != "tokenizer"}
+        seed = self.cfg.seed if pc.seed is None else pc.seed
+        fp_pack = fingerprint("pack", fp_tok, fp_order, opts, seed)
+
+        def pack():
+            stream = TokenStream.open(self.dir / "tokens")
+            n_ctx = -(-int(stream.seq_len[order].sum()) // int(pc.context_length))
+            with _progress(n_ctx, "pack", self.quiet, unit="ctx") as bar:
+                info = pack_contexts(
+                    stream, order, self.dir / "packed", context_length=pc.context_length, mode=pc.mode,
+                    formats=pc.formats, emb=np.asarray(emb), pad_weight=pc.pad_weight, split_cost=pc.split_cost,
+                    min_split=pc.min_split, drop_last=pc.drop_last, shuffle=pc.shuffle, seed=seed,
+                    pad_id=pc.pad_id, shard_bytes=parse_size(pc.shard_size),
+                    tokenizer_info={"pad_id": tok.pad_id}, progress=bar.update,
+                )
+            files = [f"packed/{f}" for fs in info["files"].values() for f in fs]
+            return {"contexts": info["counts"]["contexts"], "shards": info["shards"], "files": files,
+                    "summary": _pack_summary(info)}
+
+        prev_files = (self.manifest["stages"].get("pack") or {}).get("files", [])
+        self._stage("pack", fp_pack, ["packed/pack.json", *prev_files], pack, upstream=fp_order)
+        self.manifest.setdefault("metrics", {})["pack"] = self.manifest["stages"]["pack"]["summary"]
+        self._save_manifest()
+
+    def pack_only(self) -> RunResult:
+        """`contextsort pack RUN_DIR`: (re)pack the order of a finished run with this config's pack options."""
+        st = self.manifest.get("stages", {})
+        for need in ("ingest", "order"):
+            if need not in st:
+                raise RunError(f"{self.dir}: no finished '{need}' stage: run `contextsort run` first")
+        if not (self.dir / "order.npy").exists():
+            raise RunError(f"{self.dir}: order.npy is missing: rerun `contextsort run`")
+        if not self.cfg.pack.context_length:
+            raise RunError("no context length given")
+        t = time.perf_counter()
+        self.manifest["config"] = self.cfg.to_dict()
+        store = DocStore(self.dir / "store")
+        order = np.load(self.dir / "order.npy")
+        emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
+        content = st["ingest"].get("content_hash") or st["ingest"]["fingerprint"]
+        self._pack_stages(store, content, st["order"]["fingerprint"], order, emb)
+        self.manifest["seconds_pack"] = round(time.perf_counter() - t, 3)
         self._save_manifest()
         return RunResult(self.dir, self.manifest, order, list(self.skipped))
 
@@ -194,6 +272,7 @@ class Runner:
         t = time.perf_counter()
         extra = fn() or {}
         secs = time.perf_counter() - t
+        _maybe_crash(f"{name}:before-commit")
         if upstream is not None:
             extra["upstream"] = upstream
         self._done(name, fp, secs, **extra)
@@ -215,23 +294,27 @@ class Runner:
                     if rej is not None:
                         rejects.append(rej)
                 bar.update(1)
+                if n == 20:
+                    _maybe_crash("ingest:mid")
         writer.close()
         _write_jsonl(self.dir / "rejects.jsonl", (r.to_json() for r in rejects))
-        return {"records_read": n, "documents": writer.n, "rejected": len(rejects)}
+        _maybe_crash("ingest:before-commit")
+        return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash}
 
-    def _embed_fingerprint(self, fp_ingest: str) -> str:
+    def _embed_fingerprint(self, content: str) -> str:
         e = self.cfg.embed
         # the default float32 keeps the fingerprint of runs made before the dtype option
-        return fingerprint("embed", fp_ingest, e.embedder, *([e.dtype] if e.dtype != "float32" else []))
+        return fingerprint("embed", content, e.embedder, *([e.dtype] if e.dtype != "float32" else []))
 
-    def _preflight_embedder(self, fp_embed: str) -> None:
-        """Build the embedder now unless the embed stage will be skipped (EmbedderUnavailable if it cannot load)."""
+    def _preflight_embedder(self) -> None:
+        """Build the embedder before ingest (EmbedderUnavailable if it cannot load), unless the
+        embeddings of the content stored by an earlier run will be reused."""
         from .embed import get_embedder
 
         self._embedder = None
-        if not self._fresh("embed", fp_embed, ["embeddings.npy"]):
-            e = self.cfg.embed
-            self._embedder = get_embedder(e.embedder, **self._embed_options())
+        prev = self.manifest["stages"].get("ingest", {}).get("content_hash")
+        if prev is None or not self._fresh("embed", self._embed_fingerprint(prev), ["embeddings.npy"]):
+            self._embedder = get_embedder(self.cfg.embed.embedder, **self._embed_options())
 
     def _embed_options(self) -> dict:
         # batch_size only when given: wordllama's own batch_size means something else (its inner batch)
@@ -264,10 +347,18 @@ class Runner:
             bar.n = bar.last_print_n = k  # docs/s counts only this run's work
             bar.refresh()
 
+        finished = [0]  # a disabled tqdm does not count
+
+        def step(k: int) -> None:
+            bar.update(k)
+            finished[0] += k
+            if finished[0] >= n // 2:
+                _maybe_crash("embed:mid")
+
         with bar:
             valid, stats = encode_to_memmap(
                 embedder, lambda idx: [store.text(int(i)) for i in idx], lengths, self.dir / "embeddings.npy",
-                batch_size=bs, dtype=e.dtype, identity={"fingerprint": fp_embed}, progress=bar.update, on_resume=resumed,
+                batch_size=bs, dtype=e.dtype, identity={"fingerprint": fp_embed}, progress=step, on_resume=resumed,
             )
         _save_npy(self.dir / "embed_valid.npy", valid)
         return {
@@ -332,6 +423,7 @@ class Runner:
         from .formats import write_ordered
 
         files = write_ordered(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field, quiet=self.quiet)
+        _maybe_crash("write:mid")
         # removed.jsonl: duplicates (with the id they duplicate) + rejects from ingest and embed
         removed = []
         for i in np.flatnonzero(dup_of >= 0):
@@ -367,6 +459,26 @@ class Runner:
             raise RunError(f"counts do not add up: kept {kept} + duplicates {dups} + rejected {rejected} != read {n_read}")
 
 
+def _pack_summary(info: dict) -> dict:
+    """The numbers of pack.json worth keeping in the manifest."""
+    m = info["metrics"]
+    keep = ("waste", "documents_split_share", "within_context_adjacent_similarity", "cut_similarity",
+            "within_context_pairwise_similarity", "across_contexts")
+    return {"context_length": info["context_length"], "mode": info["mode"], **info["counts"],
+            **{k: m[k] for k in keep if k in m}}
+
+
+def _maybe_crash(point: str) -> None:
+    """Fault-injection hook for the crash-safety tests: SIGKILL this process at `point`.
+
+    Only active when the environment variable CONTEXTSORT_CRASH_AT names the point.
+    """
+    if os.environ.get("CONTEXTSORT_CRASH_AT") == point:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _pair_sim(ids, sims, i: int, j: int) -> float | None:
     for a, b in ((i, j), (j, i)):
         hit = np.flatnonzero(ids[a] == b)
@@ -388,3 +500,25 @@ def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 def run(inputs, run_dir, config: Config | None = None, quiet: bool = True, overwrite: bool = False) -> RunResult:
     """Python API: run the whole pipeline (resuming where possible) and return the result."""
     return Runner(inputs if isinstance(inputs, (list, tuple)) else [inputs], run_dir, config, quiet=quiet, overwrite=overwrite).run()
+
+
+def pack_run(run_dir, config=None, quiet: bool = True, **options) -> RunResult:
+    """Python API: pack the order of an existing run into training contexts (``RUN_DIR/packed``).
+
+    `config` is a `PackConfig`, or pass its fields as keyword options (e.g.
+    ``context_length=8192, mode="boundary"``); the run's own config supplies the rest.
+    """
+    from .config import PackConfig
+
+    run_dir = Path(run_dir)
+    mpath = run_dir / "manifest.json"
+    if not mpath.exists():
+        raise RunError(f"{run_dir}: not a contextsort run (no manifest.json)")
+    manifest = json.loads(mpath.read_text())
+    cfg = Config.from_dict(manifest.get("config", {}))
+    cfg.pack = config or PackConfig()
+    for k, v in options.items():
+        if k not in PackConfig.__dataclass_fields__:
+            raise TypeError(f"unknown pack option {k!r}")
+        setattr(cfg.pack, k, v)
+    return Runner(manifest.get("inputs", []), run_dir, cfg, quiet=quiet).pack_only()

@@ -14,13 +14,28 @@ import numpy as np
 from . import EmbedderUnavailable, l2_normalize
 
 
+def _import_wordllama():
+    """Import wordllama without letting it switch the root logger to INFO (it calls basicConfig)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import wordllama
+    from wordllama import WordLlama
+
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+    return wordllama, WordLlama
+
+
 class WordLlamaEmbedder:
     name = "wordllama"
 
     def __init__(self, config: str | None = None, dim: int = 256, batch_size: int = 64, max_tokens: int = 512, **_):
         try:
-            import wordllama
-            from wordllama import WordLlama
+            wordllama, WordLlama = _import_wordllama()
         except ImportError as e:  # pragma: no cover - it is a core dependency
             raise EmbedderUnavailable("the 'wordllama' package is not installed: pip install wordllama") from e
         try:
@@ -40,5 +55,9 @@ class WordLlamaEmbedder:
         self.name = f"wordllama:{config or 'l2_supercat'}:{dim}:max{max_tokens}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self.max_tokens:
+            # Only the first max_tokens tokens count; cutting the string first keeps a
+            # 50 MB document from being tokenised whole (no token is 32 characters long).
+            texts = [t[: 32 * self.max_tokens] for t in texts]
         vecs = self._model.embed(list(texts), norm=False, batch_size=self.batch_size)
         return l2_normalize(np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim))
