@@ -254,3 +254,19 @@ def test_kill_9_mid_embed_then_rerun_gives_identical_files(tmp_path):
     assert st["resumed_batches"] == done
     for name in ("embeddings.npy", "embed_valid.npy", "order.npy", "ordered.jsonl", "removed.jsonl"):
         assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+
+
+def test_reused_embeddings_need_no_model(tmp_path, monkeypatch):
+    """A rerun that reuses the embeddings must not load (or fail to load) the model."""
+    import contextsort.embed as E
+
+    src = _corpus(tmp_path, 30)
+    monkeypatch.setattr(E, "get_embedder", lambda spec, **kw: FakeEmbedder())
+    Runner([src], tmp_path / "r", _cfg(), quiet=True).run()
+
+    def unavailable(spec, **kw):
+        raise EmbedderUnavailable("offline")
+
+    monkeypatch.setattr(E, "get_embedder", unavailable)
+    res = Runner([src], tmp_path / "r", _cfg(), quiet=True).run()
+    assert "embed" in res.skipped

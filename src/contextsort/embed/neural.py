@@ -45,6 +45,12 @@ def resolve_device(device: str | None) -> str:
     raise EmbedderUnavailable(f"unknown device '{device}' (use auto, cpu or cuda)")
 
 
+def _short(e: Exception) -> str:
+    """First line of an exception message (hub errors run to several lines)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
@@ -62,7 +68,7 @@ def _load(loader, model: str, what: str):
         try:
             return loader(str(path), local_files_only=True)
         except Exception as e:
-            raise EmbedderUnavailable(f"cannot load {what} model from {path}: {type(e).__name__}: {e}") from e
+            raise EmbedderUnavailable(f"cannot load {what} model from {path}: {_short(e)}") from e
     if looks_like_path:
         raise EmbedderUnavailable(f"{what} model path does not exist: {path}")
     try:
@@ -71,14 +77,14 @@ def _load(loader, model: str, what: str):
         if _offline():
             raise EmbedderUnavailable(
                 f"{what} model '{model}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set "
-                f"(download it once online, or give a local path): {cached_err}"
+                f"(download it once online, or give a local path): {_short(cached_err)}"
             ) from cached_err
     try:
         return loader(model, local_files_only=False)
     except Exception as e:
         raise EmbedderUnavailable(
             f"cannot load {what} model '{model}': not a local path, not in the Hugging Face cache, and the download "
-            f"failed (offline?). Give a local directory or download it first. ({type(e).__name__}: {str(e)[:300]})"
+            f"failed (offline?). Give a local directory or download it first. ({_short(e)})"
         ) from e
 
 
