@@ -18,7 +18,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-field", default=d.input.label_field, help="optional field with a label, used for label_agreement (default: %(default)s)")
     g.add_argument("--strict", action="store_true", help="stop at the first bad record (exit 2) instead of rejecting it")
     g = p.add_argument_group("pipeline")
-    g.add_argument("--embedder", default=d.embed.embedder, help="embedder spec (default: %(default)s)")
+    g.add_argument("--embedder", default=d.embed.embedder, help="embedder spec: wordllama, sentence-transformers:MODEL, contriever[:MODEL], model2vec:PATH (default: %(default)s)")
     g.add_argument("--device", default=d.embed.device, choices=["auto", "cpu", "cuda"], help="where neural embedders run; fp16 on GPU (default: %(default)s)")
     g.add_argument("--batch-size", type=int, default=d.embed.batch_size, help="documents per embedding batch (default: the embedder's: 512 wordllama, 32 neural on CPU, 256 on GPU)")
     g.add_argument("--embed-dtype", default=d.embed.dtype, choices=["float32", "float16"], help="dtype of the embeddings file in the run directory (default: %(default)s)")
