@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -18,16 +17,24 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-field", default=d.input.label_field, help="optional field with a label, used for label_agreement (default: %(default)s)")
     g.add_argument("--strict", action="store_true", help="stop at the first bad record (exit 2) instead of rejecting it")
     g = p.add_argument_group("pipeline")
-    g.add_argument("--embedder", default=d.embed.embedder, help="embedder spec: wordllama, sentence-transformers:MODEL, contriever[:MODEL], model2vec:PATH (default: %(default)s)")
+    g.add_argument("--embedder", default=d.embed.embedder, help="embedder spec: wordllama, tfidf[:DIM], sentence-transformers:MODEL, contriever[:MODEL], model2vec:PATH (default: %(default)s)")
     g.add_argument("--device", default=d.embed.device, choices=["auto", "cpu", "cuda"], help="where neural embedders run; fp16 on GPU (default: %(default)s)")
     g.add_argument("--batch-size", type=int, default=d.embed.batch_size, help="documents per embedding batch (default: the embedder's: 512 wordllama, 32 neural on CPU, 256 on GPU)")
     g.add_argument("--embed-dtype", default=d.embed.dtype, choices=["float32", "float16"], help="dtype of the embeddings file in the run directory (default: %(default)s)")
     g.add_argument("--k", type=int, default=d.knn.k, help="neighbours per document (default: %(default)s, as in the paper)")
     g.add_argument("--index", default=d.knn.index, choices=["auto", "flat", "ivf", "hnsw", "ivfpq"], help="FAISS index (default: %(default)s: exact below 50k documents, IVF above)")
     g.add_argument("--nprobe", type=int, default=None, help="IVF lists probed per query (default: chosen from N)")
+    g.add_argument("--similarity", default=d.similarity.similarity, choices=["dense", "lexical", "hybrid"],
+                   help="signal of the traversal graph: embedding cosine, TF-IDF/BM25 cosine, or both (default: %(default)s; dedup always uses the dense cosine)")
+    g.add_argument("--hybrid-weight", type=float, default=d.similarity.hybrid_weight, help="dense share of the hybrid score, 0..1 (default: %(default)s)")
+    g.add_argument("--lexical", default=d.similarity.lexical, choices=["tfidf", "bm25"], help="lexical term weighting (default: %(default)s)")
+    g.add_argument("--lexical-method", default=d.similarity.lexical_method, choices=["auto", "exact", "pruned"],
+                   help="lexical kNN: exact blocked products, or pruned candidates + exact rescoring (default: %(default)s: exact up to 10k documents)")
     g.add_argument("--dedup-threshold", type=float, default=d.dedup.threshold, help="cosine at or above which documents are near-duplicates (default: %(default)s; >1 disables)")
     g.add_argument("--no-exact-dedup", action="store_true", help="do not remove exact (normalised-text) duplicates")
-    g.add_argument("--order", default=d.order.algorithm, help="ordering algorithm (default: %(default)s = the paper's Algorithm 1)")
+    g.add_argument("--order", default=d.order.algorithm, help="ordering algorithm: paper, release, edge, improved, random, cluster, knn (default: %(default)s; see README 'Orderings')")
+    g.add_argument("--clusters", type=int, default=d.order.clusters, help="--order cluster: number of k-means clusters (default: sqrt(N))")
+    g.add_argument("--knn-neighbors", type=int, default=d.order.knn_neighbors, help="--order knn: retrieved neighbours written after each document (default: all k)")
     g.add_argument("--seed", type=int, default=d.seed)
     g = p.add_argument_group("output")
     g.add_argument("--format", default=",".join(d.output.formats), help="comma-separated output formats (default: %(default)s)")
@@ -101,7 +108,19 @@ def config_from_args(a: argparse.Namespace) -> Config:
     c.knn.nprobe = a.nprobe
     c.dedup.threshold = a.dedup_threshold
     c.dedup.exact = not a.no_exact_dedup
+    from .order import ORDERS
+
+    if a.order not in ORDERS:
+        raise ValueError(f"unknown --order '{a.order}' (available: {', '.join(sorted(ORDERS))})")
     c.order.algorithm = a.order
+    c.order.clusters = a.clusters
+    c.order.knn_neighbors = a.knn_neighbors
+    if not 0.0 <= a.hybrid_weight <= 1.0:
+        raise ValueError(f"--hybrid-weight must be between 0 and 1, got {a.hybrid_weight}")
+    c.similarity.similarity = a.similarity
+    c.similarity.hybrid_weight = a.hybrid_weight
+    c.similarity.lexical = a.lexical
+    c.similarity.lexical_method = a.lexical_method
     c.seed = a.seed
     c.output.formats = [f.strip() for f in a.format.split(",") if f.strip()]
     c.pack = pack_config_from_args(a)
@@ -122,6 +141,9 @@ def summary(result) -> str:
     la = m.get("label_agreement")
     if la:
         lines.append(f"label_agreement      ordered {la['ordered']:.4f}   random {la['random']:.4f}   lift {la['lift']:.2f}x")
+    rep = m.get("repeats")
+    if rep:
+        lines.append(f"repeats              {rep['rows']} rows for {rep['documents']} documents (not a permutation): each appears {rep['min']}-{rep['max']} times, mean {rep['mean']:.2f}")
     pw = m.get("path_weight")
     if pw:
         lines.append(f"path_weight          {pw['sum']:.1f} (mean {pw['mean']:.4f}/step, {pw['jumps']} jumps), bound {pw['bound']:.1f}, ratio {pw['ratio']:.3f}")
@@ -172,6 +194,7 @@ def _dispatch(a: argparse.Namespace) -> int:
     from .embed import EmbedderUnavailable
     from .runner import RunError, Runner
     from .sample import SampleUnavailable, bbc_news_path
+    from .similarity import SimilarityUnavailable
     from .tokenizer import TokenizerUnavailable
 
     try:
@@ -194,7 +217,7 @@ def _dispatch(a: argparse.Namespace) -> int:
         if a.command == "demo":
             print(f"total             {time.perf_counter() - t:.2f}s; outputs in {result.run_dir}/ordered.jsonl, removed.jsonl, manifest.json")
         return 0
-    except (InputError, RunError, EmbedderUnavailable, SampleUnavailable, TokenizerUnavailable, ValueError) as e:
+    except (InputError, RunError, EmbedderUnavailable, SampleUnavailable, SimilarityUnavailable, TokenizerUnavailable, ValueError) as e:
         print(f"contextsort: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

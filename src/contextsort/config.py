@@ -33,6 +33,16 @@ class KnnConfig:
 
 
 @dataclass
+class SimilarityConfig:
+    """Which signal builds the traversal graph (dedup always uses the dense cosine kNN)."""
+
+    similarity: str = "hybrid"  # dense | lexical | hybrid (see README "Similarity signals")
+    hybrid_weight: float = 0.2  # dense share of the hybrid score (0 = lexical only, 1 = dense only); measured best on BBC + Jargon
+    lexical: str = "tfidf"  # tfidf | bm25 term weighting
+    lexical_method: str = "auto"  # auto | exact | pruned (lexical kNN search)
+
+
+@dataclass
 class DedupConfig:
     threshold: float = DEFAULT_THRESHOLD  # cosine at or above which two documents are near-duplicates
     exact: bool = True  # also remove exact duplicates by normalised-text hash
@@ -41,6 +51,8 @@ class DedupConfig:
 @dataclass
 class OrderConfig:
     algorithm: str = "paper"
+    clusters: int | None = None  # --order cluster: number of k-means clusters (default sqrt(N))
+    knn_neighbors: int | None = None  # --order knn: neighbours after each document (default: all k)
 
 
 @dataclass
@@ -76,6 +88,7 @@ class Config:
     order: OrderConfig = field(default_factory=OrderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     pack: PackConfig = field(default_factory=PackConfig)
+    similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
     seed: int = 0
 
     def to_dict(self) -> dict:

@@ -23,12 +23,16 @@ import numpy as np
 
 from . import __version__
 from .config import Config, fingerprint
-from .corpus import CorpusReader, DocStore, DocStoreWriter, InputError, Reject, _save_npy, fingerprint_inputs
+from .corpus import CorpusReader, DocStore, DocStoreWriter, Reject, _save_npy, fingerprint_inputs
 from .dedup import find_duplicates
 from .graph import graph_from_knn, restrict_knn
 from .metrics import adjacent_similarity, label_agreement, path_bound, path_weight
 from .neighbors import knn_graph
-from .order import compute_order
+from .order import compute_order, is_permutation_order, order_inputs
+
+# Bumped when the store layout or the ingest manifest entry changes, so that run
+# directories written by an older version are re-ingested instead of misread.
+STORE_LAYOUT = 2
 
 STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write", "tokenize", "pack")
 
@@ -152,7 +156,7 @@ class Runner:
         input_fp = fingerprint_inputs(self.inputs)
         self.manifest["input_fingerprint"] = input_fp
 
-        fp_ingest = fingerprint("ingest", input_fp, cfg.input)
+        fp_ingest = fingerprint("ingest", STORE_LAYOUT, input_fp, cfg.input)
         self._preflight_embedder()  # a model that cannot load fails before any work
         self._stage("ingest", fp_ingest, ["store/records.jsonl", "store/text.idx.npy", "rejects.jsonl"], self._ingest)
         store = DocStore(self.dir / "store")
@@ -175,13 +179,18 @@ class Runner:
         emb = self._load_embeddings()
         valid = np.load(self.dir / "embed_valid.npy")
 
-        fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed)
-        self._stage("neighbors", fp_knn, ["knn_ids.npy", "knn_sims.npy"], lambda: self._neighbors(emb, valid), upstream=fp_embed)
+        fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed, cfg.similarity)
+        dense_only = cfg.similarity.similarity == "dense"
+        knn_files = ["knn_ids.npy", "knn_sims.npy"] + ([] if dense_only else ["dedup_ids.npy", "dedup_sims.npy"])
+        self._stage("neighbors", fp_knn, knn_files, lambda: self._neighbors(emb, valid, store), upstream=fp_embed)
         ids = np.load(self.dir / "knn_ids.npy")
         sims = np.load(self.dir / "knn_sims.npy")
+        # dedup keeps the dense cosine kNN whatever signal builds the traversal graph
+        dd_ids = ids if dense_only else np.load(self.dir / "dedup_ids.npy")
+        dd_sims = sims if dense_only else np.load(self.dir / "dedup_sims.npy")
 
         fp_dedup = fingerprint("dedup", fp_knn, cfg.dedup)
-        self._stage("dedup", fp_dedup, ["dup_of.npy"], lambda: self._dedup(store, ids, sims, valid), upstream=fp_knn)
+        self._stage("dedup", fp_dedup, ["dup_of.npy"], lambda: self._dedup(store, dd_ids, dd_sims, valid), upstream=fp_knn)
         dup_of = np.load(self.dir / "dup_of.npy")
 
         fp_order = fingerprint("order", fp_dedup, cfg.order, cfg.seed)
@@ -190,7 +199,7 @@ class Runner:
 
         fp_write = fingerprint("write", fp_order, cfg.output)
         outs = [f"ordered.{f}" for f in cfg.output.formats] + ["removed.jsonl"]
-        self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, sims, ids), upstream=fp_order)
+        self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, dd_sims, dd_ids), upstream=fp_order)
 
         if cfg.pack.context_length:
             self._pack_stages(store, content, fp_order, order, emb)
@@ -338,6 +347,10 @@ class Runner:
         self._embedder = None  # release the model after this stage
         bs = int(e.batch_size or getattr(embedder, "batch_size_hint", 0) or 512)
         n = len(store)
+        if hasattr(embedder, "fit"):
+            # corpus-fitted embedders (tfidf) see every text first; the fit is seeded, so a
+            # resumed run refits the same model and its remaining batches match
+            embedder.fit(store.text(i) for i in range(n))
         lengths = np.diff(store.txt_off)  # UTF-8 bytes: a cheap proxy for token count
         bar = tqdm(total=n, desc="embed", unit="doc", disable=self.quiet, dynamic_ncols=True, leave=False, file=sys.stderr)
 
@@ -368,8 +381,9 @@ class Runner:
             "invalid": int((~valid).sum()),
         }
 
-    def _neighbors(self, emb: np.ndarray, valid: np.ndarray) -> dict:
+    def _neighbors(self, emb: np.ndarray, valid: np.ndarray, store: DocStore | None = None) -> dict:
         n = emb.shape[0]
+        t0 = time.perf_counter()
         with _progress(n, "neighbors", self.quiet) as bar:
             ids, sims, info = knn_graph(
                 np.asarray(emb), k=self.cfg.knn.k, index=self.cfg.knn.index, seed=1234 + self.cfg.seed,
@@ -383,9 +397,38 @@ class Runner:
             hit = np.isin(ids, np.flatnonzero(bad))
             ids[hit] = -1
             sims[hit] = 0
-        _save_npy(self.dir / "knn_ids.npy", ids)
-        _save_npy(self.dir / "knn_sims.npy", sims)
-        return {"index": info.index, "k": info.k, "params": info.params}
+        sim = self.cfg.similarity
+        if sim.similarity == "dense":
+            _save_npy(self.dir / "knn_ids.npy", ids)
+            _save_npy(self.dir / "knn_sims.npy", sims)
+            return {"index": info.index, "k": info.k, "params": info.params, "similarity": "dense"}
+        return self._similarity_graph(emb, valid, store, ids, sims, info, time.perf_counter() - t0)
+
+    def _similarity_graph(self, emb, valid, store: DocStore, ids, sims, info, dense_seconds: float) -> dict:
+        """Lexical / hybrid traversal graph; the dense kNN is kept (dedup_*.npy) for dedup."""
+        from .similarity import similarity_graph
+
+        sim = self.cfg.similarity
+        n, bs = len(store), 4096
+        t = time.perf_counter()
+        texts = (x for s in range(0, n, bs) for x in store.texts(s, min(n, s + bs)))
+        t_ids, t_sims, sinfo = similarity_graph(
+            sim.similarity, np.asarray(emb), texts, self.cfg.knn.k, weighting=sim.lexical,
+            weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims),
+        )
+        bad = ~valid
+        if bad.any():  # the same rule as dense: rejected documents take part in no edge
+            t_ids[bad] = -1
+            hit = np.isin(t_ids, np.flatnonzero(bad))
+            t_ids[hit] = -1
+            t_sims[t_ids < 0] = 0
+        _save_npy(self.dir / "dedup_ids.npy", ids)
+        _save_npy(self.dir / "dedup_sims.npy", sims)
+        _save_npy(self.dir / "knn_ids.npy", t_ids)
+        _save_npy(self.dir / "knn_sims.npy", t_sims)
+        return {"index": info.index, "k": info.k, "params": info.params, "similarity": sinfo.similarity,
+                "similarity_params": sinfo.params, "dense_seconds": round(dense_seconds, 3),
+                "similarity_seconds": round(time.perf_counter() - t, 3)}
 
     def _dedup(self, store: DocStore, ids, sims, valid) -> dict:
         cfg = self.cfg.dedup
@@ -399,7 +442,10 @@ class Runner:
         kept = np.flatnonzero(keep_mask)
         k_ids, k_sims = restrict_knn(ids, sims, dup_of, keep_mask)
         graph = graph_from_knn(k_ids, k_sims)
-        local = compute_order(self.cfg.order.algorithm, graph, seed=self.cfg.seed)
+        oc = self.cfg.order
+        emb_kept = np.asarray(emb[kept]) if "emb" in order_inputs(oc.algorithm) else None
+        local = compute_order(oc.algorithm, graph, seed=self.cfg.seed, knn_ids=k_ids, emb=emb_kept,
+                              clusters=oc.clusters, neighbors=oc.knn_neighbors)
         order = kept[local]
         _save_npy(self.dir / "order.npy", order)
         emb_k = np.asarray(emb)
@@ -416,6 +462,15 @@ class Runner:
         if labels is not None:
             lab = np.asarray([str(x) for x in labels], dtype=object)
             metrics["label_agreement"] = label_agreement(lab, order, seed=self.cfg.seed)
+        if not is_permutation_order(oc.algorithm):
+            # e.g. the kNN baseline: documents repeat; say how often each one appears
+            appear = np.bincount(local, minlength=graph.n)
+            per_doc = np.zeros(len(dup_of), dtype=np.int64)
+            per_doc[kept] = appear
+            _save_npy(self.dir / "order_counts.npy", per_doc)
+            metrics["repeats"] = {"rows": int(len(order)), "documents": int(graph.n), "min": int(appear.min()) if graph.n else 0,
+                                  "max": int(appear.max()) if graph.n else 0, "mean": float(appear.mean()) if graph.n else 0.0,
+                                  "counts_file": "order_counts.npy"}
         self.manifest["metrics"] = metrics
         return {"algorithm": self.cfg.order.algorithm, "graph_edges": graph.n_edges}
 
@@ -444,15 +499,16 @@ class Runner:
         return {"files": files, "removed": len(removed)}
 
     def _account(self, n_read: int, store: DocStore, dup_of, valid, order) -> None:
-        kept = len(order)
+        kept = len(np.unique(order))  # equals len(order) for every order but the repeating kNN baseline
         dups = int((dup_of >= 0).sum())
         bad_emb = int((~valid & (dup_of < 0)).sum())
         rejected = int(self.manifest["stages"]["ingest"]["rejected"]) + bad_emb
         counts = {"records_read": n_read, "kept": kept, "duplicates": dups, "rejected": rejected}
         counts["adds_up"] = kept + dups + rejected == n_read
         counts["coverage"] = kept / n_read if n_read else 0.0
+        counts["output_rows"] = int(len(order))
         self.manifest["counts"] = counts
-        if len(np.unique(order)) != kept:
+        if len(order) != kept and is_permutation_order(self.cfg.order.algorithm):
             raise RunError("internal error: the order repeats a document")
         if not counts["adds_up"]:
             self._save_manifest()

@@ -56,8 +56,12 @@ def get_embedder(spec: str, **options) -> Embedder:
         from .static import Model2VecEmbedder
 
         return Model2VecEmbedder(arg or None, **options)
-    # "tfidf" (lexical, no model) is provided by embed/tfidf.py (issue 7)
+    if name == "tfidf":
+        # lexical, no model; corpus-fitted: the runner calls .fit(texts) before encoding
+        from .tfidf import TfidfEmbedder
+
+        return TfidfEmbedder(arg or None, **options)
     raise EmbedderUnavailable(
-        f"unknown embedder '{spec}' (available: wordllama[:CONFIG], sentence-transformers:MODEL, "
-        "contriever[:MODEL], model2vec:PATH)"
+        f"unknown embedder '{spec}' (available: wordllama[:CONFIG], tfidf[:DIM], "
+        "sentence-transformers:MODEL, contriever[:MODEL], model2vec:PATH)"
     )

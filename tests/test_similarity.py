@@ -1,0 +1,273 @@
+"""Lexical and hybrid similarity: rare terms win, both signals' best links survive, determinism."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contextsort import similarity as S
+from contextsort.config import Config
+from contextsort.corpus import CorpusReader, Record
+from contextsort.neighbors import knn_graph
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def bbc_subset(bbc_path):
+    """Every 4th BBC article (about 556): real text with topic labels, small enough to be quick."""
+    recs = [r for r in CorpusReader([bbc_path], "text", "id", "label") if isinstance(r, Record)]
+    recs = recs[::4]
+    return [r.text for r in recs], np.asarray([str(r.fields.get("label")) for r in recs]), [str(r.id) for r in recs]
+
+
+@pytest.fixture(scope="module")
+def bbc_signals(bbc_subset):
+    from contextsort.embed import get_embedder
+
+    texts, labels, _ = bbc_subset
+    emb = get_embedder("wordllama").encode(texts)
+    x = S.lexical_vectors(texts)
+    d_ids, d_sims, _ = knn_graph(emb, 10, index="flat")
+    l_ids, l_sims = S.lexical_knn_exact(x, 10)
+    return emb, x, (d_ids, d_sims), (l_ids, l_sims)
+
+
+def _corpus_rare_vs_common():
+    # 40 background documents all made of the same common words: those words get a low idf.
+    common = "people said the report this year was about time market group government"
+    docs = [f"{common} number {i} day" for i in range(40)]
+    query = "people said the report on chromodynamics and gluon lattice simulations"
+    rare = "chromodynamics gluon lattice physics"  # shares 3 rare terms with the query
+    plain = "people said the report people said the report year time market"  # shares only common words
+    return docs + [query, rare, plain], len(docs), len(docs) + 1, len(docs) + 2
+
+
+@pytest.mark.parametrize("weighting", ["tfidf", "bm25"])
+@pytest.mark.parametrize("method", ["exact", "pruned"])
+def test_lexical_ranks_rare_terms_above_common_words(weighting, method):
+    texts, q, rare, plain = _corpus_rare_vs_common()
+    x = S.lexical_vectors(texts, weighting)
+    ids, sims, _ = S.lexical_knn(x, len(texts) - 1, method=method)
+    row = list(ids[q])
+    assert rare in row
+    assert plain in row  # it does share words, so it is a (weaker) neighbour
+    assert row.index(rare) < row.index(plain)
+    assert row[0] == rare
+    # and the sims row is sorted, decreasing
+    assert np.all(np.diff(sims[q][ids[q] >= 0]) <= 0)
+
+
+@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # dense-block path, sparse-block path
+def test_exact_lexical_knn_matches_brute_force(bbc_signals, monkeypatch, dense_fraction):
+    _, x, _, _ = bbc_signals
+    monkeypatch.setattr(S, "BLOCK_CELLS", 37 * x.shape[0])  # force many blocks
+    monkeypatch.setattr(S, "DENSE_FRACTION", dense_fraction)
+    ids, sims = S.lexical_knn_exact(x, 5)
+    full = (x @ x.T).toarray()
+    np.fill_diagonal(full, -np.inf)
+    best = np.sort(full, axis=1)[:, ::-1][:, :5]
+    np.testing.assert_allclose(sims, best, rtol=1e-5, atol=1e-6)
+    got = full[np.arange(len(ids))[:, None], ids]
+    np.testing.assert_allclose(got, sims, rtol=1e-5, atol=1e-6)
+
+
+def test_pruned_lexical_recall(bbc_signals):
+    """The approximate lexical kNN finds most exact neighbours (benchmark: 0.93 on the whole sample)."""
+    _, x, _, (l_ids, _) = bbc_signals
+    p_ids, p_sims, info = S.lexical_knn(x, 10, method="pruned")
+    assert info["method"] == "pruned"
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(l_ids, p_ids)])
+    assert recall >= 0.85
+    assert np.all(np.diff(p_sims, axis=1) <= 1e-7)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.2, 0.9, 1.0])
+def test_hybrid_contains_each_signals_top_neighbour(bbc_signals, weight):
+    emb, x, dense, lex = bbc_signals
+    h_ids, h_sims, _ = S.hybrid_knn(emb, x, 10, weight, dense, lex)
+    (d_ids, d_sims), (l_ids, l_sims) = dense, lex
+    n = len(h_ids)
+    for i in range(n):
+        row = set(h_ids[i].tolist())
+        # the top neighbour, up to exact ties of its similarity
+        if d_ids[i, 0] >= 0 and d_sims[i, 0] - d_sims[i, 1] > 1e-6:
+            assert d_ids[i, 0] in row, i
+        if l_ids[i, 0] >= 0 and l_sims[i, 0] - l_sims[i, 1] > 1e-6:
+            assert l_ids[i, 0] in row, i
+    # one similarity per edge, sorted, no self loops, no repeats
+    assert h_ids.shape == (n, 10) and h_sims.dtype == np.float32 and h_ids.dtype == np.int64
+    assert not np.any(h_ids == np.arange(n)[:, None])
+    assert all(len(set(r[r >= 0].tolist())) == (r >= 0).sum() for r in h_ids)
+    assert np.all(np.diff(h_sims, axis=1) <= 1e-6)
+    assert np.all(h_sims[h_ids >= 0] > 0)
+
+
+def test_hybrid_topic_agreement_not_below_its_signals(bbc_subset, bbc_signals):
+    """The hybrid graph's top neighbour shares the topic at least about as often as each signal's."""
+    _, labels, _ = bbc_subset
+    emb, x, dense, lex = bbc_signals
+    h_ids, _, _ = S.hybrid_knn(emb, x, 10, 0.2, dense, lex)
+    agree = lambda ids: float(np.mean(labels[ids[:, 0]] == labels))  # noqa: E731
+    assert agree(h_ids) >= min(agree(dense[0]), agree(lex[0])) - 0.01
+    assert agree(h_ids) > 0.8
+
+
+@pytest.mark.parametrize("similarity", ["lexical", "hybrid"])
+def test_similarity_graph_is_deterministic(bbc_subset, bbc_signals, similarity):
+    texts, _, _ = bbc_subset
+    emb = bbc_signals[0]
+    a = S.similarity_graph(similarity, emb, iter(texts), 10)
+    b = S.similarity_graph(similarity, emb, list(texts), 10)
+    assert np.array_equal(a[0], b[0])
+    assert a[1].tobytes() == b[1].tobytes()
+    p1 = S.similarity_graph("lexical", None, texts, 10, lexical_method="pruned")
+    p2 = S.similarity_graph("lexical", None, texts, 10, lexical_method="pruned")
+    assert np.array_equal(p1[0], p2[0]) and p1[1].tobytes() == p2[1].tobytes()
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown similarity"):
+        S.similarity_graph("sparse", None, ["a b"], 2)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        S.similarity_graph("hybrid", np.eye(2, dtype=np.float32), ["a b", "c d"], 1, weight=1.5)
+    with pytest.raises(ValueError, match="weighting"):
+        S.lexical_vectors(["a b"], "bm99")
+    with pytest.raises(ValueError, match="lexical kNN method"):
+        S.lexical_knn(S.lexical_vectors(["alpha beta", "beta gamma"]), 1, method="ann")
+
+
+def test_cli_rejects_bad_hybrid_weight(tmp_path, capsys):
+    from contextsort.cli import main
+
+    p = tmp_path / "in.jsonl"
+    p.write_text(json.dumps({"id": 1, "text": "hello world"}) + "\n")
+    assert main(["run", str(p), "-o", str(tmp_path / "run"), "--similarity", "hybrid", "--hybrid-weight", "2", "-q"]) == 2
+    assert "--hybrid-weight" in capsys.readouterr().err
+
+
+# --- the tfidf embedder -------------------------------------------------------
+
+
+def test_tfidf_embedder(bbc_subset):
+    from contextsort.embed import Embedder, get_embedder
+
+    texts, labels, _ = bbc_subset
+    e = get_embedder("tfidf:64")
+    assert isinstance(e, Embedder) and e.dim == 64
+    e.fit(iter(texts))
+    v = e.encode(texts)
+    assert v.shape == (len(texts), 64) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    v2 = get_embedder("tfidf:64").fit(texts).encode(texts[:50])
+    np.testing.assert_allclose(v[:50], v2, atol=1e-6)  # deterministic, and batch-independent once fitted
+    ids, _, _ = knn_graph(v, 1, index="flat")
+    assert np.mean(labels[ids[:, 0]] == labels) > 0.8  # topic survives the reduction
+    texts2, q, rare, plain = _corpus_rare_vs_common()
+    w = get_embedder("tfidf:16").fit(texts2).encode(texts2)
+    assert w[q] @ w[rare] > w[q] @ w[plain]
+
+
+def test_tfidf_embedder_bad_dim():
+    from contextsort.embed import EmbedderUnavailable, get_embedder
+
+    with pytest.raises(EmbedderUnavailable, match="dimension"):
+        get_embedder("tfidf:abc")
+
+
+# --- the pipeline -------------------------------------------------------------
+
+
+def _jsonl(path: Path, texts, labels, ids) -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        for t, lab, i in zip(texts, labels, ids):
+            fh.write(json.dumps({"id": i, "text": t, "label": lab}) + "\n")
+    return path
+
+
+def test_runner_hybrid_and_lexical(tmp_path, bbc_subset):
+    """Each signal gives a valid order; dedup is the same under every signal (dense cosine); reruns are identical."""
+    from contextsort.runner import Runner
+
+    texts, labels, ids = bbc_subset
+    n = 200
+    src = _jsonl(tmp_path / "bbc.jsonl", texts[:n] + texts[:3], list(labels[:n]) + list(labels[:3]), ids[:n] + ["d1", "d2", "d3"])
+    dup_of, orders = {}, {}
+    for sim in ("dense", "lexical", "hybrid"):
+        cfg = Config()
+        cfg.output.formats = ["jsonl"]
+        cfg.similarity.similarity = sim
+        res = Runner([src], tmp_path / sim, cfg, quiet=True).run()
+        assert res.counts["adds_up"]
+        assert res.counts["duplicates"] >= 3  # the planted copies
+        kept = np.flatnonzero(np.load(tmp_path / sim / "dup_of.npy") < 0)
+        assert np.array_equal(np.sort(res.order), kept)
+        dup_of[sim] = np.load(tmp_path / sim / "dup_of.npy")
+        orders[sim] = res.order
+        assert res.manifest["stages"]["neighbors"]["similarity"] == sim
+        if sim != "dense":
+            assert not np.array_equal(np.load(tmp_path / sim / "knn_sims.npy"), np.load(tmp_path / sim / "dedup_sims.npy"))
+        # rerun from scratch in another directory: identical order
+        again = Runner([src], tmp_path / (sim + "2"), cfg, quiet=True).run()
+        assert np.array_equal(again.order, res.order)
+    assert np.array_equal(dup_of["dense"], dup_of["lexical"])
+    assert np.array_equal(dup_of["dense"], dup_of["hybrid"])
+    assert not np.array_equal(orders["dense"], orders["lexical"])
+    # changing only the similarity recomputes from neighbors on, not the embedding
+    cfg = Config()
+    cfg.output.formats = ["jsonl"]
+    cfg.similarity.similarity = "lexical"
+    res = Runner([src], tmp_path / "hybrid", cfg, quiet=True).run()
+    assert "embed" in res.skipped and "neighbors" not in res.skipped
+    assert np.array_equal(res.order, orders["lexical"])
+
+
+def test_runner_tfidf_embedder(tmp_path, bbc_subset):
+    from contextsort.runner import Runner
+
+    texts, labels, ids = bbc_subset
+    src = _jsonl(tmp_path / "bbc.jsonl", texts[:150], labels[:150], ids[:150])
+    cfg = Config()
+    cfg.output.formats = ["jsonl"]
+    cfg.embed.embedder = "tfidf:32"
+    cfg.similarity.similarity = "dense"
+    res = Runner([src], tmp_path / "run", cfg, quiet=True).run()
+    assert res.counts["adds_up"]
+    assert res.manifest["stages"]["embed"]["embedder"] == "tfidf:32"
+    assert res.metrics["label_agreement"]["ordered"] > res.metrics["label_agreement"]["random"]
+
+
+# --- the Jargon File (optional: Debian dict-jargon) ---------------------------
+
+
+def test_jargon_cross_references_are_lexical_neighbours():
+    from jargon import JargonUnavailable, read_jargon
+
+    try:
+        jar = read_jargon()
+    except JargonUnavailable as e:
+        pytest.skip(str(e))
+    assert len(jar.texts) > 2000
+    links = jar.linked()
+    assert len(links) > 3000
+    x = S.lexical_vectors(jar.texts)
+    ids, _ = S.lexical_knn_exact(x, 1)
+    top_linked = np.mean([(min(i, j), max(i, j)) in links for i, j in enumerate(ids[:, 0].tolist())])
+    rng = np.random.default_rng(0)
+    assert top_linked > 0.4  # measured 0.62
+    assert jar.link_rate(rng.permutation(len(jar.texts))) < 0.01
+
+
+def test_documents_without_terms_have_no_lexical_edges():
+    """Only stop words / one-letter tokens: no lexical neighbour, and nobody's neighbour."""
+    texts = ["the a of", "alpha beta gamma", "beta gamma delta", "gamma delta alpha"]
+    ids, sims, _ = S.similarity_graph("lexical", None, texts, 5)
+    assert ids.shape == (4, 3)
+    assert np.all(ids[0] == -1) and np.all(sims[0] == 0)
+    assert not np.any(ids[1:] == 0)
+    assert np.all(ids[1:, :2] >= 0)  # the others all share a term with each other
+    assert np.all(ids[1:, 2] == -1)  # and not with document 0: no filler edge
