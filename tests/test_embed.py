@@ -226,8 +226,10 @@ def test_cli_options_reach_config():
     assert (c.embed.device, c.embed.batch_size, c.embed.dtype) == ("auto", None, "float32")
 
 
-def test_kill_9_mid_embed_then_rerun_gives_identical_files(tmp_path):
-    """A real SIGKILL half-way through the embed stage (fault hook), then the same command again."""
+@pytest.mark.parametrize("embedder", ["wordllama", "tfidf:32"])
+def test_kill_9_mid_embed_then_rerun_gives_identical_files(tmp_path, embedder):
+    """A real SIGKILL half-way through the embed stage (fault hook), then the same command again
+    (tfidf: a corpus-fitted embedder, refitted on resume)."""
     import os
     import subprocess
     import sys
@@ -238,7 +240,7 @@ def test_kill_9_mid_embed_then_rerun_gives_identical_files(tmp_path):
 
     def cli(out, **env):
         args = [sys.executable, "-m", "contextsort.cli", "run", str(src), "-o", str(out), "-q", "--batch-size", "16",
-                "--embed-dtype", "float16", "--format", "jsonl"]
+                "--embed-dtype", "float16", "--format", "jsonl", "--embedder", embedder]
         return subprocess.run(args, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "PYTHONPATH": src_dir, **env})
 
