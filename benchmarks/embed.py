@@ -1,7 +1,8 @@
 """Embedders side by side on the BBC News sample: speed and the quality of the resulting order.
 
 For each embedder spec, runs the whole pipeline on the sample (2,225 articles, 5 topics)
-in a fresh run directory and prints JSON: model load seconds, embed docs/s (encoding only,
+in a fresh run directory (traversal graph from the embedder alone: `--similarity dense`)
+and prints JSON: model load seconds, embed docs/s (encoding only,
 from the run manifest), and the order's label_agreement (ordered, random, lift) and
 adjacent_similarity. Specs whose model cannot be loaded here are reported with the reason.
 
@@ -35,7 +36,8 @@ def default_specs() -> list[str]:
     return specs
 
 
-def bench(spec: str, inputs: list[Path], device: str, batch_size: int | None, dtype: str, workdir: Path) -> dict:
+def bench(spec: str, inputs: list[Path], device: str, batch_size: int | None, dtype: str, workdir: Path,
+          similarity: str = "dense") -> dict:
     from contextsort.config import Config
     from contextsort.embed import EmbedderUnavailable, get_embedder
     from contextsort.runner import Runner
@@ -57,6 +59,9 @@ def bench(spec: str, inputs: list[Path], device: str, batch_size: int | None, dt
     cfg.embed.batch_size = batch_size
     cfg.embed.dtype = dtype
     cfg.output.formats = ["jsonl"]
+    if hasattr(cfg, "similarity"):
+        # the graph from the embedder alone, so the embedders are what differs
+        cfg.similarity.similarity = similarity
     res = Runner(inputs, workdir / spec.replace("/", "_").replace(":", "_")[-80:], cfg, quiet=True).run()
     st = res.manifest["stages"]["embed"]
     m = res.metrics
@@ -81,6 +86,7 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    ap.add_argument("--similarity", default="dense", help="traversal graph signal (default: %(default)s: the embedder alone)")
     ap.add_argument("--input", help="corpus to use instead of the BBC sample (needs a label field for label_agreement)")
     a = ap.parse_args()
 
@@ -98,13 +104,14 @@ def main() -> int:
     out = {
         "benchmark": "embed",
         "input": str(inputs[0]),
+        "similarity": a.similarity,
         "machine": {"cpus": os.cpu_count(), "torch_threads": threads, "python": platform.python_version()},
         "results": [],
     }
     with tempfile.TemporaryDirectory(prefix="contextsort-bench-embed-") as tmp:
         for spec in specs:
             print(f"[bench] {spec}", file=sys.stderr)
-            out["results"].append(bench(spec, inputs, a.device, a.batch_size, a.dtype, Path(tmp)))
+            out["results"].append(bench(spec, inputs, a.device, a.batch_size, a.dtype, Path(tmp), a.similarity))
     print(json.dumps(out, indent=2))
     return 0
 
