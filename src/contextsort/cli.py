@@ -17,7 +17,10 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-field", default=d.input.label_field, help="optional field with a label, used for label_agreement (default: %(default)s)")
     g.add_argument("--strict", action="store_true", help="stop at the first bad record (exit 2) instead of rejecting it")
     g = p.add_argument_group("pipeline")
-    g.add_argument("--embedder", default=d.embed.embedder, help="embedder spec (default: %(default)s)")
+    g.add_argument("--embedder", default=d.embed.embedder, help="embedder spec: wordllama, tfidf[:DIM], sentence-transformers:MODEL, contriever[:MODEL], model2vec:PATH (default: %(default)s)")
+    g.add_argument("--device", default=d.embed.device, choices=["auto", "cpu", "cuda"], help="where neural embedders run; fp16 on GPU (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=d.embed.batch_size, help="documents per embedding batch (default: the embedder's: 512 wordllama, 32 neural on CPU, 256 on GPU)")
+    g.add_argument("--embed-dtype", default=d.embed.dtype, choices=["float32", "float16"], help="dtype of the embeddings file in the run directory (default: %(default)s)")
     g.add_argument("--k", type=int, default=d.knn.k, help="neighbours per document (default: %(default)s, as in the paper)")
     g.add_argument("--index", default=d.knn.index, choices=["auto", "flat", "ivf", "hnsw", "ivfpq"], help="FAISS index (default: %(default)s: exact below 50k documents, IVF above)")
     g.add_argument("--nprobe", type=int, default=None, help="IVF lists probed per query (default: chosen from N)")
@@ -103,6 +106,9 @@ def config_from_args(a: argparse.Namespace) -> Config:
     c.input.label_field = a.label_field or None
     c.input.strict = a.strict
     c.embed.embedder = a.embedder
+    c.embed.device = a.device
+    c.embed.batch_size = a.batch_size
+    c.embed.dtype = a.embed_dtype
     c.knn.k = a.k
     c.knn.index = a.index
     c.knn.nprobe = a.nprobe

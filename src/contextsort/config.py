@@ -20,7 +20,9 @@ class InputConfig:
 @dataclass
 class EmbedConfig:
     embedder: str = "wordllama"
-    batch_size: int = 512
+    batch_size: int | None = None  # documents per encode call and checkpoint; None: the embedder's choice
+    device: str = "auto"  # auto | cpu | cuda (neural embedders; fp16 on GPU)
+    dtype: str = "float32"  # embeddings file: float32 | float16
 
 
 @dataclass

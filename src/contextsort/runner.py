@@ -167,6 +167,7 @@ class Runner:
         self.manifest["input_fingerprint"] = input_fp
 
         fp_ingest = fingerprint("ingest", STORE_LAYOUT, input_fp, cfg.input)
+        self._preflight_embedder()  # a model that cannot load fails before any work
         self._stage("ingest", fp_ingest, ["store/records.jsonl", "store/text.idx.npy", "rejects.jsonl"], self._ingest)
         store = DocStore(self.dir / "store")
         n_read = self.manifest["stages"]["ingest"]["records_read"]
@@ -183,9 +184,9 @@ class Runner:
         # downstream stages depend on the stored content, not on how it was read:
         # touching an input file re-reads it, but reuses the embeddings if nothing changed
         content = self.manifest["stages"]["ingest"]["content_hash"]
-        fp_embed = fingerprint("embed", content, cfg.embed.embedder)
-        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store), upstream=content)
-        emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
+        fp_embed = self._embed_fingerprint(content)
+        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store, fp_embed), upstream=content)
+        emb = self._load_embeddings()
         valid = np.load(self.dir / "embed_valid.npy")
 
         fp_knn = fingerprint("neighbors", fp_embed, cfg.knn, cfg.seed, cfg.similarity, *self._engine_fp())
@@ -321,27 +322,89 @@ class Runner:
         _maybe_crash("ingest:before-commit")
         return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash}
 
-    def _embed(self, store: DocStore) -> dict:
+    def _embed_fingerprint(self, content: str) -> str:
+        e = self.cfg.embed
+        # the default float32 keeps the fingerprint of runs made before the dtype option
+        return fingerprint("embed", content, e.embedder, *([e.dtype] if e.dtype != "float32" else []))
+
+    def _preflight_embedder(self) -> None:
+        """Build the embedder before ingest (EmbedderUnavailable if it cannot load), unless the
+        embeddings of the content stored by an earlier run will be reused."""
         from .embed import get_embedder
 
-        embedder = get_embedder(self.cfg.embed.embedder)
+        self._embedder = None
+        prev = self.manifest["stages"].get("ingest", {}).get("content_hash")
+        if prev is None or not self._fresh("embed", self._embed_fingerprint(prev), ["embeddings.npy"]):
+            self._embedder = get_embedder(self.cfg.embed.embedder, **self._embed_options())
+
+    def _embed_options(self) -> dict:
+        # batch_size only when given: wordllama's own batch_size means something else (its inner batch)
+        e = self.cfg.embed
+        return {"device": e.device, **({"batch_size": e.batch_size} if e.batch_size else {})}
+
+    def _load_embeddings(self) -> np.ndarray:
+        """Embeddings as float32 for the later stages (memory-mapped when stored as float32)."""
+        emb = np.load(self.dir / "embeddings.npy", mmap_mode="r")
+        return emb if emb.dtype == np.float32 else np.asarray(emb, dtype=np.float32)
+
+    def _embed(self, store: DocStore, fp_embed: str = "") -> dict:
+        """Length-batched encoding straight into a memory map; resumes after a crash (embed/batched.py)."""
+        from tqdm.auto import tqdm
+
+        from .embed import get_embedder
+        from .embed.batched import encode_to_memmap
+
+        e = self.cfg.embed
+        embedder = getattr(self, "_embedder", None) or get_embedder(e.embedder, **self._embed_options())
+        self._embedder = None  # release the model after this stage
+        bs = int(e.batch_size or getattr(embedder, "batch_size_hint", 0) or 512)
         n = len(store)
-        # out-of-core: the N x d matrix is written straight into a memory-mapped .npy
+        if self._partitioned and not hasattr(embedder, "fit") and e.dtype == "float32":
+            return self._embed_ray(store, embedder, bs)
+        if hasattr(embedder, "fit"):
+            # corpus-fitted embedders (tfidf) see every text first; the fit is seeded, so a
+            # resumed run refits the same model and its remaining batches match
+            embedder.fit(store.text(i) for i in range(n))
+        lengths = np.diff(store.txt_off)  # UTF-8 bytes: a cheap proxy for token count
+        bar = tqdm(total=n, desc="embed", unit="doc", disable=self.quiet, dynamic_ncols=True, leave=False, file=sys.stderr)
+
+        def resumed(k: int) -> None:
+            self.log(f"[embed] resuming: {k} of {n} documents already embedded")
+            bar.reset(total=n)
+            bar.n = bar.last_print_n = k  # docs/s counts only this run's work
+            bar.refresh()
+
+        finished = [0]  # a disabled tqdm does not count
+
+        def step(k: int) -> None:
+            bar.update(k)
+            finished[0] += k
+            if finished[0] >= n // 2:
+                _maybe_crash("embed:mid")
+
+        with bar:
+            valid, stats = encode_to_memmap(
+                embedder, lambda idx: [store.text(int(i)) for i in idx], lengths, self.dir / "embeddings.npy",
+                batch_size=bs, dtype=e.dtype, identity={"fingerprint": fp_embed}, progress=step, on_resume=resumed,
+            )
+        _save_npy(self.dir / "embed_valid.npy", valid)
+        return {
+            "embedder": embedder.name, "dim": embedder.dim, "dtype": e.dtype, "batch_size": bs,
+            "device": getattr(embedder, "device", "cpu"), "fp16": bool(getattr(embedder, "fp16", False)),
+            "docs_per_second": round(stats.docs_per_second, 1), "resumed_batches": stats.resumed_batches,
+            "invalid": int((~valid).sum()),
+        }
+
+    def _embed_ray(self, store: DocStore, embedder, bs: int) -> dict:
+        """Ray Data embedding (one model per actor) straight into a memory-mapped .npy."""
+        n = len(store)
         tmp = self.dir / "embeddings.npy.tmp"
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, embedder.dim))
-        bs = self.cfg.embed.batch_size
-        if hasattr(embedder, "fit"):  # corpus-fitted embedders (tfidf) see every text first
-            embedder.fit(t for s in range(0, n, bs) for t in store.texts(s, min(n, s + bs)))
         with _progress(n, "embed", self.quiet) as bar:
-            if self._partitioned:
-                self._ray_session().embed(
-                    self.dir / "store", n, self.cfg.embed.embedder, embedder.dim, out, bs, self.cfg.engine.workers, bar.update
-                )
-            else:
-                for start in range(0, n, bs):
-                    stop = min(n, start + bs)
-                    out[start:stop] = embedder.encode(store.texts(start, stop))
-                    bar.update(stop - start)
+            self._ray_session().embed(
+                self.dir / "store", n, self.cfg.embed.embedder, embedder.dim, out, bs, self.cfg.engine.workers, bar.update,
+                options=self._embed_options(),
+            )
         valid = np.empty(n, dtype=bool)
         for start in range(0, n, 262_144):
             chunk = out[start : start + 262_144]
@@ -352,7 +415,8 @@ class Runner:
         del out
         _save_npy(self.dir / "embed_valid.npy", valid)
         os.replace(tmp, self.dir / "embeddings.npy")
-        return {"embedder": embedder.name, "dim": embedder.dim, "invalid": int((~valid).sum())}
+        return {"embedder": embedder.name, "dim": embedder.dim, "dtype": "float32", "batch_size": bs, "engine": "ray",
+                "invalid": int((~valid).sum())}
 
     # -- engine "ray": partitioned kNN + dedup + traversal (see distributed/) --
     @property

@@ -127,6 +127,7 @@ class RaySession:
         batch_size: int = 512,
         workers: int | None = None,
         progress: Callable[[int], None] | None = None,
+        options: dict | None = None,
     ) -> None:
         """Fill out[n, dim] with the embeddings of the store's texts, one model per actor.
 
@@ -141,7 +142,7 @@ class RaySession:
         ds = ray.data.from_numpy([np.arange(s, min(n, s + step), dtype=np.int64) for s in range(0, n, step)])
         ds = ds.map_batches(
             _EmbedActor,
-            fn_constructor_kwargs={"store_dir": str(store_dir), "spec": embedder},
+            fn_constructor_kwargs={"store_dir": str(store_dir), "spec": embedder, "options": options or {}},
             batch_size=batch_size,
             batch_format="numpy",
             concurrency=actors,
@@ -165,12 +166,12 @@ def _collect(ray, pending: dict, num: int) -> Iterator[tuple[int, object]]:
 class _EmbedActor:
     """Ray Data actor: one embedder instance per worker, texts read from the document store."""
 
-    def __init__(self, store_dir: str, spec: str):
+    def __init__(self, store_dir: str, spec: str, options: dict | None = None):
         from ..corpus import DocStore
         from ..embed import get_embedder
 
         self.store = DocStore(Path(store_dir))
-        self.embedder = get_embedder(spec)
+        self.embedder = get_embedder(spec, **(options or {}))
 
     def __call__(self, batch: dict) -> dict:
         rows = np.asarray(batch["data"], dtype=np.int64)

@@ -35,15 +35,33 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def get_embedder(spec: str, **options) -> Embedder:
-    """Build an embedder from its spec string ("wordllama", ...)."""
+    """Build an embedder from its spec string ("wordllama", "contriever:PATH", ...).
+
+    Options the embedder does not use are ignored (device, fp16, batch_size).
+    """
     name, _, arg = spec.partition(":")
     if name == "wordllama":
         from .wordllama import WordLlamaEmbedder
 
         return WordLlamaEmbedder(arg or None, **options)
+    if name in ("sentence-transformers", "st"):
+        from .neural import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(arg or None, **options)
+    if name == "contriever":
+        from .neural import ContrieverEmbedder
+
+        return ContrieverEmbedder(arg or None, **options)
+    if name == "model2vec":
+        from .static import Model2VecEmbedder
+
+        return Model2VecEmbedder(arg or None, **options)
     if name == "tfidf":
         # lexical, no model; corpus-fitted: the runner calls .fit(texts) before encoding
         from .tfidf import TfidfEmbedder
 
         return TfidfEmbedder(arg or None, **options)
-    raise EmbedderUnavailable(f"unknown embedder '{spec}' (available: wordllama, tfidf)")
+    raise EmbedderUnavailable(
+        f"unknown embedder '{spec}' (available: wordllama[:CONFIG], tfidf[:DIM], "
+        "sentence-transformers:MODEL, contriever[:MODEL], model2vec:PATH)"
+    )
