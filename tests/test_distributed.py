@@ -152,3 +152,102 @@ def test_ray_run_on_bbc_matches_single_machine(tmp_path, ray_local, bbc_path):
     with open(tmp_path / "ray" / "ordered.jsonl") as fh:
         rows = [json.loads(line) for line in fh]
     assert len(rows) == c["kept"] and len({r["id"] for r in rows}) == c["kept"]
+    # written by Ray tasks (manifest says so), the same files as the local writer gives for this order
+    assert man["stages"]["write"]["engine"] == "ray" and man["stages"]["write"]["parts"] >= 1
+    from contextsort.formats import write_ordered
+
+    (tmp_path / "local_write").mkdir()
+    write_ordered(tmp_path / "local_write", DocStore(tmp_path / "ray" / "store"), res.order, cfg.output.formats, cfg.input.label_field)
+    assert_same_outputs(tmp_path / "local_write", tmp_path / "ray")
+
+
+# ------------------------------------------------------------------ parallel write
+
+
+def _store(tmp_path, records):
+    from contextsort.corpus import DocStore, DocStoreWriter, Record
+
+    w = DocStoreWriter(tmp_path / "store")
+    for i, (rid, text, fields) in enumerate(records):
+        assert w.add(Record("x.jsonl", i + 1, rid, text, fields)) is None
+    w.close()
+    return DocStore(tmp_path / "store")
+
+
+def _bbc_store(tmp_path, bbc_path, n: int):
+    """The first `n` documents of the BBC sample in a document store (ingest only: no embedding)."""
+    from contextsort.corpus import CorpusReader, Record
+
+    recs = []
+    for item in CorpusReader([bbc_path]):
+        if isinstance(item, Record):
+            recs.append((item.id, item.text, item.fields))
+        if len(recs) == n:
+            break
+    return _store(tmp_path, recs)
+
+
+def assert_same_outputs(a, b):
+    """ordered.jsonl byte-identical; ordered.parquet read back (the real reader) as an equal table; no parts left."""
+    import pyarrow.parquet as pq
+
+    from contextsort.formats.parallel import PARTS_DIR
+
+    assert (a / "ordered.jsonl").read_bytes() == (b / "ordered.jsonl").read_bytes()
+    ta, tb = pq.read_table(a / "ordered.parquet"), pq.read_table(b / "ordered.parquet")
+    assert ta.schema.equals(tb.schema, check_metadata=True) and ta.equals(tb)
+    assert not (b / PARTS_DIR).exists() and not list(b.glob("*.tmp"))
+
+
+def test_parallel_write_equals_local_on_mixed_records(tmp_path, monkeypatch):
+    """Shards whose records differ (a field missing, int vs float, null-only) give the local writer's files.
+
+    BATCH shrunk to 8 rows so that 37 rows make several batches and shards (shards are whole batches).
+    """
+    from contextsort import formats
+    from contextsort.formats import write_ordered
+
+    monkeypatch.setattr(formats, "BATCH", 8)
+    from contextsort.formats.parallel import write_ordered_parallel
+
+    recs = []
+    for i in range(40):
+        f = {"id": f"d{i}", "text": f"doc {i} é", "label": ["a", "b"][i % 2]}
+        if i < 12:
+            f["score"] = i  # int in the first shards ...
+        elif i >= 30:
+            f["score"] = i / 3  # ... float in the last one
+        if 14 <= i < 20:
+            f["note"] = None  # null-only in one shard, a string in a later one
+        if i == 33:
+            f["note"] = "late"
+        recs.append((f["id"], f["text"], f))
+    store = _store(tmp_path, recs)
+    order = np.random.default_rng(0).permutation(40)[:37]
+    a, b = tmp_path / "local", tmp_path / "parallel"
+    a.mkdir(), b.mkdir()
+    write_ordered(a, store, order, ["jsonl", "parquet"], "label")
+    (b / ".ordered.parts").mkdir()  # a crashed run's leftovers are cleared
+    files, info = write_ordered_parallel(b, store, order, ["jsonl", "parquet"], "label", local_mapper, rows_per_part=9)
+    assert files == ["ordered.jsonl", "ordered.parquet"] and info["parts"] == 3  # 9 rows -> 16 (whole batches)
+    assert_same_outputs(a, b)
+    rows = [json.loads(line) for line in (b / "ordered.jsonl").open()]
+    assert [r["position"] for r in rows] == list(range(37)) and [r["id"] for r in rows] == [f"d{i}" for i in order]
+
+
+def test_ray_parallel_write_equals_local(tmp_path, ray_local, bbc_path, monkeypatch):
+    """Ray tasks write the shards of a BBC subset; the assembled files equal the local writer's (BATCH shrunk to 64)."""
+    from contextsort import formats
+    from contextsort.formats import write_ordered
+
+    monkeypatch.setattr(formats, "BATCH", 64)
+    from contextsort.formats.parallel import write_ordered_parallel
+
+    store = _bbc_store(tmp_path, bbc_path, 500)
+    order = np.random.default_rng(1).permutation(500)[:480]
+    a, b = tmp_path / "local", tmp_path / "ray"
+    a.mkdir(), b.mkdir()
+    write_ordered(a, store, order, ["jsonl", "parquet"], "label")
+    files, info = write_ordered_parallel(b, store, order, ["jsonl", "parquet"], "label", ray_local.mapper(), rows_per_part=130)
+    assert info["parts"] == 3  # 130 rows -> 192
+    assert_same_outputs(a, b)

@@ -575,7 +575,11 @@ class Runner:
     def _write(self, store: DocStore, order, dup_of, valid, sims, ids) -> dict:
         from .formats import write_ordered
 
-        files = write_ordered(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field, quiet=self.quiet)
+        extra = {}
+        if self._partitioned:
+            files, extra = self._write_parallel(store, order)
+        else:
+            files = write_ordered(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field, quiet=self.quiet)
         _maybe_crash("write:mid")
         # removed.jsonl: duplicates (with the id they duplicate) + rejects from ingest and embed
         removed = []
@@ -594,7 +598,17 @@ class Runner:
                 rej["reason"] = "rejected: " + rej["reason"]
                 removed.append(rej)
         _write_jsonl(self.dir / "removed.jsonl", removed)
-        return {"files": files, "removed": len(removed)}
+        return {"files": files, "removed": len(removed), **extra}
+
+    def _write_parallel(self, store: DocStore, order) -> tuple[list[str], dict]:
+        """Engine ray: shards of the order serialised by Ray tasks, assembled here (formats/parallel.py)."""
+        from .formats.parallel import write_ordered_parallel
+
+        session = self._ray_session()
+        workers = self.cfg.engine.workers or session.cpus()
+        files, info = write_ordered_parallel(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field,
+                                             session.mapper(), workers)
+        return files, {"engine": "ray", **info}
 
     def _account(self, n_read: int, store: DocStore, dup_of, valid, order) -> None:
         kept = len(np.unique(order))  # equals len(order) for every order but the repeating kNN baseline

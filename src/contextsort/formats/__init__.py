@@ -15,12 +15,13 @@ DOC_FORMATS = ("jsonl", "parquet")
 BATCH = 8192
 
 
-def _rows(store: DocStore, order: np.ndarray, label_field: str | None, start: int, stop: int):
+def _rows(store: DocStore, order: np.ndarray, label_field: str | None, start: int, stop: int, base: int = 0):
+    """Records of order[start:stop]; `base`: the global position of order[0] (a shard of a longer order)."""
     labels = store.labels
     for pos in range(start, stop):
         i = int(order[pos])
         rec = store.record(i)
-        rec["position"] = pos
+        rec["position"] = base + pos
         if labels is not None and label_field and label_field not in rec:
             rec[label_field] = labels[i]
         yield rec
