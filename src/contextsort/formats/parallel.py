@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -63,14 +64,21 @@ def _batch() -> int:
     return BATCH
 
 
-def jsonl_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: str | None, out: str | None, want_schema: bool,
-                batch: int):
-    """Task, round 1: write the shard's JSONL part (when `out`) and return (rows, bytes, schema or None)."""
+def jsonl_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: str | None, out: str | None,
+                pq_out: str | None, batch: int):
+    """Task, round 1: one pass over the shard's records, JSONL part and (first try) Parquet part.
+
+    Returns (rows, JSONL bytes, shard schema or None, Parquet part usable). The Parquet
+    part is kept only while every batch infers the same schema; round 2 rewrites it when
+    that failed or the schema unified over all shards differs.
+    """
     store = DocStore(Path(store_dir))
     m = len(part_order)
-    schema = None
+    schema = first = None
     nbytes = 0
     fh = open(out + ".tmp", "wb") if out else None
+    pw = None
+    pq_ok = pq_out is not None
     try:
         for start in range(0, m, batch):
             rows = list(_rows(store, part_order, label_field, start, min(m, start + batch), base))
@@ -78,18 +86,36 @@ def jsonl_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: 
                 data = "".join(json.dumps(rec, ensure_ascii=False, default=str) + "\n" for rec in rows).encode("utf-8")
                 fh.write(data)
                 nbytes += len(data)
-            if want_schema:
+            if pq_out is not None:
                 import pyarrow as pa
+                import pyarrow.parquet as pq
 
                 t = pa.Table.from_pylist(rows)
-                schema = t.schema if schema is None else pa.unify_schemas([schema, t.schema], promote_options="permissive")
+                if schema is None:
+                    schema = first = t.schema
+                    pw = pq.ParquetWriter(pq_out + ".tmp", first)
+                else:
+                    schema = pa.unify_schemas([schema, t.schema], promote_options="permissive")
+                if pq_ok and t.schema.equals(first):
+                    pw.write_table(t)
+                elif pq_ok:  # batches differ: this part is written in round 2
+                    pq_ok = False
+                    pw.close()
+                    pw = None
+                    os.remove(pq_out + ".tmp")
         if fh is not None:
             _fsync_replace(Path(out + ".tmp"), Path(out), fh)
             fh = None
+        if pw is not None:
+            pw.close()
+            pw = None
+            os.replace(pq_out + ".tmp", pq_out)
     finally:
         if fh is not None:
             fh.close()
-    return m, nbytes, schema
+        if pw is not None:
+            pw.close()
+    return m, nbytes, schema, pq_ok and m > 0
 
 
 def parquet_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: str | None, schema, out: str, batch: int) -> int:
@@ -142,13 +168,17 @@ def write_ordered_parallel(
     store_dir = str(store.dir)
     want_jsonl, want_pq = "jsonl" in formats, "parquet" in formats
     written: list[str] = []
+    secs: dict[str, float] = {}
+    t = time.perf_counter()
     try:
         args = [
             (store_dir, np.ascontiguousarray(order[a:b]), a, label_field,
-             str(_part(parts, k, "jsonl")) if want_jsonl else None, want_pq, batch)
+             str(_part(parts, k, "jsonl")) if want_jsonl else None,
+             str(_part(parts, k, "parquet")) if want_pq else None, batch)
             for k, (a, b) in enumerate(bounds)
         ]
         got: dict[int, tuple] = dict(mapper(jsonl_shard, args))
+        t = _lap(secs, "jsonl_parts", t)
         rows = [got[k][0] for k in range(len(bounds))]
         if sum(rows) != n or any(r != b - a for r, (a, b) in zip(rows, bounds)):
             raise RuntimeError(f"write: parts hold {sum(rows)} rows, the order {n}")
@@ -166,25 +196,36 @@ def write_ordered_parallel(
                 raise RuntimeError(f"write: ordered.jsonl has {size} bytes, its parts {expect}")
             _fsync_replace(tmp, path, fh)
             written.append(path.name)
+            t = _lap(secs, "jsonl_concat", t)
         if want_pq:
             written.append(_assemble_parquet(run_dir / "ordered.parquet", parts, bounds, order, store_dir, label_field,
-                                             [got[k][2] for k in range(len(bounds))], mapper, batch))
+                                             [got[k] for k in range(len(bounds))], mapper, batch, secs))
     finally:
         shutil.rmtree(parts, ignore_errors=True)
-    return written, {"parts": len(bounds), "rows_per_part": bounds[0][1] - bounds[0][0]}
+    return written, {"parts": len(bounds), "rows_per_part": bounds[0][1] - bounds[0][0], "phase_seconds": secs}
 
 
-def _assemble_parquet(path: Path, parts: Path, bounds, order, store_dir: str, label_field, schemas, mapper: Mapper, batch: int) -> str:
-    """Round 2 (Parquet parts with the unified schema), then their row groups copied into one file."""
+def _lap(secs: dict, name: str, t: float) -> float:
+    now = time.perf_counter()
+    secs[name] = round(now - t, 3)
+    return now
+
+
+def _assemble_parquet(path: Path, parts: Path, bounds, order, store_dir: str, label_field, got, mapper: Mapper, batch: int, secs: dict) -> str:
+    """Round 2 (Parquet parts not already written with the unified schema), then their row groups copied into one file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = None
-    for s in schemas:  # in order: field order = first appearance, as in the local writer
-        schema = s if schema is None else pa.unify_schemas([schema, s], promote_options="permissive")
-    args = [(store_dir, np.ascontiguousarray(order[a:b]), a, label_field, schema, str(_part(parts, k, "parquet")), batch)
-            for k, (a, b) in enumerate(bounds)]
-    rows = sum(r for _, r in mapper(parquet_shard, args))
+    for g in got:  # in order: field order = first appearance, as in the local writer
+        schema = g[2] if schema is None else pa.unify_schemas([schema, g[2]], promote_options="permissive")
+    redo = [k for k, g in enumerate(got) if not (g[3] and g[2].equals(schema))]
+    args = [(store_dir, np.ascontiguousarray(order[bounds[k][0]:bounds[k][1]]), bounds[k][0], label_field, schema,
+             str(_part(parts, k, "parquet")), batch) for k in redo]
+    t = time.perf_counter()
+    rows = sum(r for _, r in mapper(parquet_shard, args)) + sum(got[k][0] for k in range(len(got)) if k not in set(redo))
+    t = _lap(secs, "parquet_parts", t)
+    secs["parquet_parts_rewritten"] = len(redo)
     n = bounds[-1][1]
     if rows != n:
         raise RuntimeError(f"write: Parquet parts hold {rows} rows, the order {n}")
@@ -198,4 +239,5 @@ def _assemble_parquet(path: Path, parts: Path, bounds, order, store_dir: str, la
     if total != n:
         raise RuntimeError(f"write: ordered.parquet has {total} rows, the order {n}")
     os.replace(tmp, path)
+    _lap(secs, "parquet_assemble", t)
     return path.name
