@@ -112,8 +112,38 @@ def test_duplicate_ids_are_rejected_naming_the_first(tmp_path, articles):
     rej = [r for r in read_jsonl(tmp_path / "run" / "removed.jsonl") if r["reason"].startswith("rejected")]
     assert len(rej) == 1 and "duplicate id" in rej[0]["reason"] and f"{path}:2" in rej[0]["reason"]
     assert res.counts["kept"] == 5
+    # the later copy is gone from the store: every kept record still has its own text
+    out = read_jsonl(tmp_path / "run" / "ordered.jsonl")
+    assert {r["id"]: r["text"] for r in out} == {r["id"]: r["text"] for r in articles[:5]}
     p = cli("run", str(path), "-o", str(tmp_path / "strict"), "--strict", "-q")
     assert p.returncode == 2 and f"{path}:6" in p.stderr and "field 'id'" in p.stderr
+
+
+def test_duplicate_id_store_compaction_keeps_records_aligned(tmp_path, articles):
+    """Several repeated ids spread through the input: the store is rewritten without them."""
+    from contextsort.corpus import CorpusReader, DocStore, DocStoreWriter, Reject
+
+    rows = [dict(r) for r in articles[:40]]
+    for k, j in enumerate((3, 11, 12, 30)):  # ids reused later with other texts
+        rows.insert(j + 5 + k, {"id": rows[j]["id"], "text": articles[60 + k]["text"]})
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(jsonl_lines(rows)) + "\n")
+    w = DocStoreWriter(tmp_path / "store")
+    for item in CorpusReader([path]):
+        assert not isinstance(item, Reject)
+        w.add(item)
+    rejects = w.close()
+    assert len(rejects) == 4 and w.n == 40
+    store = DocStore(tmp_path / "store")
+    assert len(store) == 40
+    for i, r in enumerate(articles[:40]):
+        assert store.record(i)["id"] == r["id"] and store.text(i) == r["text"]
+        assert store.label(i) == r["label"]
+    with pytest.raises(Exception, match="duplicate id"):
+        w2 = DocStoreWriter(tmp_path / "store2")
+        for item in CorpusReader([path]):
+            w2.add(item)
+        w2.close(strict=True)
 
 
 @pytest.mark.parametrize("kind", ["gz", "zst"])

@@ -307,37 +307,45 @@ def _id_key(rid: object) -> str:
 
 
 class DocStoreWriter:
-    """Appends accepted records to the store; rejects duplicate ids.
+    """Appends accepted records to the store; finds duplicate ids when closed.
 
     Files (under `directory`): records.jsonl (one JSON object per document, original
     fields), records.idx.npy (int64 offsets, N+1), text.bin (UTF-8 texts back to back),
     text.idx.npy (int64 offsets, N+1), text_hash.npy (uint64, for exact-duplicate
-    detection), labels.json (label per document, or absent).
+    detection), label_codes.npy (int32, -1 = none) + label_names.json.
+
+    Per-document state is a few fixed-size numbers in compact arrays (about 50 bytes a
+    document), not Python objects, so ingest memory stays small at tens of millions of
+    documents. Duplicate ids are found at close() by sorting 64-bit id hashes (checked
+    against the real ids, so a hash collision cannot reject a document); the later
+    copies are then removed from the store and returned as rejects.
     """
 
-    def __init__(self, directory: Path, label_field: str | None = "label"):
+    def __init__(self, directory: Path, label_field: str | None = "label", id_field: str = "id"):
+        from array import array
+
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.label_field = label_field
+        self.id_field = id_field
         self._rec = open(self.dir / "records.jsonl.tmp", "wb")
         self._txt = open(self.dir / "text.bin.tmp", "wb")
-        self._rec_off = [0]
-        self._txt_off = [0]
-        self._hashes: list[int] = []
-        self._labels: list[object] = []
-        self._seen_ids: dict[str, tuple[str, int]] = {}
+        self._rec_off = array("q", [0])
+        self._txt_off = array("q", [0])
+        self._hashes = array("Q")
+        self._id_hash = array("Q")
+        self._label_code = array("i")
+        self._label_index: dict[str, int] = {}
+        self._label_names: list[object] = []
+        self._source_index: dict[str, int] = {}
+        self._sources: list[str] = []
+        self._source = array("I")
+        self._line = array("q")
         self._content = hashlib.blake2b(digest_size=16)  # of everything stored, for downstream fingerprints
         self.n = 0
 
-    def add(self, rec: Record, strict: bool = False) -> Reject | None:
-        key = _id_key(rec.id)
-        first = self._seen_ids.get(key)
-        if first is not None:
-            reason = f"duplicate id {rec.id!r} (first seen at {first[0]}:{first[1]})"
-            if strict:
-                raise InputError(f"{rec.source}:{rec.line}: field 'id': {reason}")
-            return Reject(rec.source, rec.line, rec.id, reason)
-        self._seen_ids[key] = (rec.source, rec.line)
+    def add(self, rec: Record, strict: bool = False) -> None:
+        """Store one record (duplicate ids are dealt with in close())."""
         line = json.dumps(rec.fields, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
         self._rec.write(line)
         self._content.update(line)
@@ -347,29 +355,122 @@ class DocStoreWriter:
         self._txt_off.append(self._txt_off[-1] + len(tb))
         norm = " ".join(rec.text.split()).lower().encode("utf-8", errors="surrogatepass")
         self._hashes.append(int.from_bytes(hashlib.blake2b(norm, digest_size=8).digest(), "little"))
-        self._labels.append(rec.fields.get(self.label_field) if self.label_field else None)
+        self._id_hash.append(int.from_bytes(hashlib.blake2b(_id_key(rec.id).encode(), digest_size=8).digest(), "little"))
+        label = rec.fields.get(self.label_field) if self.label_field else None
+        if label is None:
+            self._label_code.append(-1)
+        else:
+            key = _id_key(label)
+            code = self._label_index.get(key)
+            if code is None:
+                code = self._label_index[key] = len(self._label_names)
+                self._label_names.append(label)
+            self._label_code.append(code)
+        src = self._source_index.get(rec.source)
+        if src is None:
+            src = self._source_index[rec.source] = len(self._sources)
+            self._sources.append(rec.source)
+        self._source.append(src)
+        self._line.append(rec.line)
         self.n += 1
-        return None
 
     @property
     def content_hash(self) -> str:
         """Hash of the stored records: unchanged when re-reading unchanged inputs."""
         return self._content.hexdigest()
 
-    def close(self) -> None:
+    def _duplicate_ids(self) -> list[tuple[int, int]]:
+        """(later, first) store positions of records whose id was already used."""
+        h = np.frombuffer(self._id_hash, dtype=np.uint64) if self.n else np.empty(0, np.uint64)
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        same = np.flatnonzero(hs[1:] == hs[:-1]) + 1
+        if len(same) == 0:
+            return []
+        self._rec.flush()
+        recs = np.memmap(self.dir / "records.jsonl.tmp", dtype=np.uint8, mode="r")
+        off = np.frombuffer(self._rec_off, dtype=np.int64)
+
+        def rid(i: int) -> str:
+            return _id_key(json.loads(bytes(recs[off[i] : off[i + 1]])).get(self.id_field))
+
+        out = []
+        group_start = 0
+        for j in range(1, len(hs) + 1):
+            if j == len(hs) or hs[j] != hs[group_start]:
+                members = order[group_start:j]
+                if len(members) > 1:
+                    firsts: dict[str, int] = {}
+                    for i in sorted(int(m) for m in members):
+                        key = rid(i)
+                        if key in firsts:
+                            out.append((i, firsts[key]))
+                        else:
+                            firsts[key] = i
+                group_start = j
+        del recs
+        return sorted(out)
+
+    def close(self, strict: bool = False) -> list[Reject]:
+        """Finish the store; return one Reject per record whose id was already used."""
         for fh in (self._rec, self._txt):
             fh.flush()
             os.fsync(fh.fileno())
+        dups = self._duplicate_ids()
+        rejects = []
+        for later, first in dups:
+            rec_id = json.loads(self._record_tmp(later)).get(self.id_field)
+            reason = f"duplicate id {rec_id!r} (first seen at {self._sources[self._source[first]]}:{self._line[first]})"
+            where = f"{self._sources[self._source[later]]}:{self._line[later]}"
+            if strict:
+                raise InputError(f"{where}: field '{self.id_field}': {reason}")
+            rejects.append(Reject(self._sources[self._source[later]], self._line[later], rec_id, reason))
+        for fh in (self._rec, self._txt):
             fh.close()
-        _save_npy(self.dir / "records.idx.npy", np.asarray(self._rec_off, dtype=np.int64))
-        _save_npy(self.dir / "text.idx.npy", np.asarray(self._txt_off, dtype=np.int64))
-        _save_npy(self.dir / "text_hash.npy", np.asarray(self._hashes, dtype=np.uint64))
-        labels = self._labels if any(lab is not None for lab in self._labels) else None
-        tmp = self.dir / "labels.json.tmp"
-        tmp.write_text(json.dumps(labels))
-        os.replace(tmp, self.dir / "labels.json")
+        keep = np.ones(self.n, dtype=bool)
+        keep[[d[0] for d in dups]] = False
+        rec_off = np.frombuffer(self._rec_off, dtype=np.int64)
+        txt_off = np.frombuffer(self._txt_off, dtype=np.int64)
+        if dups:
+            rec_off = self._compact("records.jsonl.tmp", rec_off, keep, hash_it=True)
+            txt_off = self._compact("text.bin.tmp", txt_off, keep)
+            self.n = int(keep.sum())
+        _save_npy(self.dir / "records.idx.npy", rec_off)
+        _save_npy(self.dir / "text.idx.npy", txt_off)
+        _save_npy(self.dir / "text_hash.npy", np.frombuffer(self._hashes, dtype=np.uint64)[keep] if len(keep) else np.empty(0, np.uint64))
+        codes = np.frombuffer(self._label_code, dtype=np.int32)[keep] if len(keep) else np.empty(0, np.int32)
+        _save_npy(self.dir / "label_codes.npy", codes)
+        tmp = self.dir / "label_names.json.tmp"
+        tmp.write_text(json.dumps(self._label_names if (codes >= 0).any() else None, default=str))
+        os.replace(tmp, self.dir / "label_names.json")
         os.replace(self.dir / "records.jsonl.tmp", self.dir / "records.jsonl")
         os.replace(self.dir / "text.bin.tmp", self.dir / "text.bin")
+        return rejects
+
+    def _record_tmp(self, i: int) -> bytes:
+        with open(self.dir / "records.jsonl.tmp", "rb") as fh:
+            fh.seek(self._rec_off[i])
+            return fh.read(self._rec_off[i + 1] - self._rec_off[i])
+
+    def _compact(self, name: str, off: np.ndarray, keep: np.ndarray, hash_it: bool = False) -> np.ndarray:
+        """Rewrite a byte file without the dropped documents; return the new offsets."""
+        src = self.dir / name
+        dst = self.dir / (name + ".compact")
+        new_off = [0]
+        if hash_it:
+            self._content = hashlib.blake2b(digest_size=16)
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            for i in range(len(keep)):
+                data = fin.read(int(off[i + 1] - off[i]))
+                if keep[i]:
+                    fout.write(data)
+                    if hash_it:
+                        self._content.update(data)
+                    new_off.append(new_off[-1] + len(data))
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(dst, src)
+        return np.asarray(new_off, dtype=np.int64)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -391,7 +492,24 @@ class DocStore:
         self.text_hash = np.load(self.dir / "text_hash.npy")
         self._rec = np.memmap(self.dir / "records.jsonl", dtype=np.uint8, mode="r") if self.rec_off[-1] else None
         self._txt = np.memmap(self.dir / "text.bin", dtype=np.uint8, mode="r") if self.txt_off[-1] else None
-        self.labels = json.loads((self.dir / "labels.json").read_text())
+        self.label_codes = np.load(self.dir / "label_codes.npy")  # int32 per document, -1 = no label
+        self.label_names = json.loads((self.dir / "label_names.json").read_text())  # None if no document has one
+        if self.label_names is None:
+            self.label_codes = None
+
+    @property
+    def labels(self) -> list | None:
+        """Label of every document (None where missing), or None when no document has one."""
+        if self.label_codes is None:
+            return None
+        names = self.label_names
+        return [names[c] if c >= 0 else None for c in self.label_codes.tolist()]
+
+    def label(self, i: int):
+        """Label of document i, or None."""
+        if self.label_codes is None or self.label_codes[i] < 0:
+            return None
+        return self.label_names[self.label_codes[i]]
 
     def __len__(self) -> int:
         return len(self.txt_off) - 1

@@ -113,6 +113,9 @@ def label_agreement(labels, order: np.ndarray, seed: int = 0, random_trials: int
 
 
 def _label_codes(labels) -> np.ndarray:
+    """Integer codes of the labels (integer arrays are taken as codes already)."""
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu":
+        return labels.astype(np.int64)
     _, codes = np.unique(np.asarray([str(x) for x in labels]), return_inverse=True)
     return codes.astype(np.int64)
 

@@ -32,7 +32,7 @@ from .order import compute_order, is_permutation_order, order_inputs
 
 # Bumped when the store layout or the ingest manifest entry changes, so that run
 # directories written by an older version are re-ingested instead of misread.
-STORE_LAYOUT = 2
+STORE_LAYOUT = 3
 
 STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write", "tokenize", "pack")
 PARTITIONED_ARTIFACTS = ("partition_dup_of.npy", "partition_order.npy", "partition_assign.npy")
@@ -302,7 +302,7 @@ class Runner:
     def _ingest(self) -> dict:
         cfg = self.cfg.input
         reader = CorpusReader(self.inputs, cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict)
-        writer = DocStoreWriter(self.dir / "store", cfg.label_field)
+        writer = DocStoreWriter(self.dir / "store", cfg.label_field, cfg.id_field)
         rejects: list[Reject] = []
         n = 0
         with _progress(None, "read", self.quiet) as bar:
@@ -311,13 +311,11 @@ class Runner:
                 if isinstance(item, Reject):
                     rejects.append(item)
                 else:
-                    rej = writer.add(item, strict=cfg.strict)
-                    if rej is not None:
-                        rejects.append(rej)
+                    writer.add(item)
                 bar.update(1)
                 if n == 20:
                     _maybe_crash("ingest:mid")
-        writer.close()
+        rejects.extend(writer.close(strict=cfg.strict))  # records whose id was already used
         _write_jsonl(self.dir / "rejects.jsonl", (r.to_json() for r in rejects))
         _maybe_crash("ingest:before-commit")
         return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash}
@@ -556,10 +554,8 @@ class Runner:
         pw = path_weight(graph, local)
         bound = path_bound(graph)
         metrics["path_weight"] = {**pw, "bound": bound, "ratio": pw["sum"] / bound if bound else 0.0}
-        labels = store.labels
-        if labels is not None:
-            lab = np.asarray([str(x) for x in labels], dtype=object)
-            metrics["label_agreement"] = label_agreement(lab, order, seed=self.cfg.seed)
+        if store.label_codes is not None:
+            metrics["label_agreement"] = label_agreement(store.label_codes, order, seed=self.cfg.seed)
         if not is_permutation_order(oc.algorithm):
             # e.g. the kNN baseline: documents repeat; say how often each one appears
             appear = np.bincount(local, minlength=graph.n)

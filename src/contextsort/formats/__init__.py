@@ -17,13 +17,13 @@ BATCH = 8192
 
 def _rows(store: DocStore, order: np.ndarray, label_field: str | None, start: int, stop: int, base: int = 0):
     """Records of order[start:stop]; `base`: the global position of order[0] (a shard of a longer order)."""
-    labels = store.labels
+    has_labels = store.label_codes is not None
     for pos in range(start, stop):
         i = int(order[pos])
         rec = store.record(i)
         rec["position"] = base + pos
-        if labels is not None and label_field and label_field not in rec:
-            rec[label_field] = labels[i]
+        if has_labels and label_field and label_field not in rec:
+            rec[label_field] = store.label(i)
         yield rec
 
 

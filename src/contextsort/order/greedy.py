@@ -26,6 +26,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ..dedup import _find  # union-find with path compression, shared with dedup
 from ..graph import Graph
 
 
@@ -71,18 +72,6 @@ def _sorted_edges(indptr, indices, weights):
                 uv[counts[b]] = (i << 32) | j
                 counts[b] += 1
     return uv >> 32, uv & 0xFFFFFFFF
-
-
-@nb.njit(cache=True)
-def _find(parent, x):
-    r = x
-    while parent[r] != r:
-        r = parent[r]
-    while parent[x] != r:
-        nxt = parent[x]
-        parent[x] = r
-        x = nxt
-    return r
 
 
 @nb.njit(cache=True)
