@@ -233,6 +233,8 @@ def _assemble_parquet(path: Path, parts: Path, bounds, order, store_dir: str, la
     with pq.ParquetWriter(tmp, schema) as w:
         for k in range(len(bounds)):
             pf = pq.ParquetFile(_part(parts, k, "parquet"))
+            if pf.metadata.num_rows != bounds[k][1] - bounds[k][0]:
+                raise RuntimeError(f"write: Parquet part {k} holds {pf.metadata.num_rows} rows, its shard {bounds[k][1] - bounds[k][0]}")
             for g in range(pf.num_row_groups):
                 w.write_table(pf.read_row_group(g))
     total = pq.ParquetFile(tmp).metadata.num_rows
