@@ -213,3 +213,19 @@ def test_refuses_foreign_non_empty_directory(tmp_path):
 def test_missing_input_is_a_clear_error(tmp_path):
     p = cli("run", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "run"), "-q")
     assert p.returncode == 2 and "nope.jsonl" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_parquet_keeps_fields_only_some_records_have(tmp_path):
+    """A field missing from a batch's first record must still reach the Parquet file."""
+    rows = small_corpus(6)
+    for i, r in enumerate(rows):
+        if i % 4 == 2:
+            r["note"] = f"n{i}"
+    rows[0].pop("note", None)
+    write_jsonl(tmp_path / "x.jsonl", rows)
+    contextsort.run([tmp_path / "x.jsonl"], tmp_path / "run")
+    table = pq.read_table(tmp_path / "run" / "ordered.parquet")
+    assert "note" in table.column_names
+    by_id = dict(zip(table.column("id").to_pylist(), table.column("note").to_pylist()))
+    kept = {r["id"] for r in read_jsonl(tmp_path / "run" / "ordered.jsonl")}
+    assert by_id == {r["id"]: r.get("note") for r in rows if r["id"] in kept}

@@ -54,6 +54,18 @@ def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, la
     return written
 
 
+def batch_table(rows: list[dict]):
+    """Arrow table of one batch of records with every field any of them has.
+
+    pa.Table.from_pylist alone takes the field names of the first row only, which
+    would silently drop a field that the first record of a batch lacks.
+    """
+    import pyarrow as pa
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows])
+
+
 def _write_parquet(path: Path, store: DocStore, order: np.ndarray, label_field, quiet: bool) -> str:
     """Two passes: unify the schema over all batches (records may differ), then write."""
     import pyarrow as pa
@@ -62,7 +74,7 @@ def _write_parquet(path: Path, store: DocStore, order: np.ndarray, label_field, 
     n = len(order)
     schema = None
     for start in range(0, n, BATCH):
-        t = pa.Table.from_pylist(list(_rows(store, order, label_field, start, min(n, start + BATCH))))
+        t = batch_table(list(_rows(store, order, label_field, start, min(n, start + BATCH))))
         schema = t.schema if schema is None else pa.unify_schemas([schema, t.schema], promote_options="permissive")
     if schema is None:
         schema = pa.schema([("position", pa.int64())])

@@ -2,7 +2,7 @@
 
 The order is cut into contiguous shards of a multiple of BATCH rows, so every
 shard cuts the order on the local writer's batch grid: Parquet schemas are inferred
-per batch (`from_pylist` takes the keys of a batch's first row), so the same
+per batch (`batch_table`: the fields of all rows of the batch), so the same
 batches give the same schema, and row groups fall where the local writer puts them.
 Each shard is serialised by a task with the same `_rows` as `write_ordered`, in two
 rounds:
@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..corpus import DocStore
-from . import DOC_FORMATS, _rows
+from . import DOC_FORMATS, _rows, batch_table
 
 PARTS_DIR = ".ordered.parts"
 
@@ -90,7 +90,7 @@ def jsonl_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: 
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                t = pa.Table.from_pylist(rows)
+                t = batch_table(rows)
                 if schema is None:
                     schema = first = t.schema
                     pw = pq.ParquetWriter(pq_out + ".tmp", first)
