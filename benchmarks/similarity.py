@@ -85,6 +85,11 @@ def corpus_table(name: str, inputs, work: Path, variants: dict, link=None) -> di
     return table
 
 
+def recall_at_k(exact_ids: np.ndarray, approx_ids: np.ndarray) -> float:
+    """Mean share of each document's exact neighbours that the approximate list also has."""
+    return float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (a >= 0).sum()) for a, b in zip(exact_ids, approx_ids)]))
+
+
 def lexical_checks(texts: list[str], dense_ids=None, dense_sims=None) -> dict:
     """Recall@10 of the pruned lexical kNN vs exact; timings of both (second call, compiled)."""
     from contextsort import similarity as S
@@ -97,7 +102,7 @@ def lexical_checks(texts: list[str], dense_ids=None, dense_sims=None) -> dict:
     t = time.perf_counter()
     p_ids, _, info = S.lexical_knn(x, 10, method="pruned")
     t_pruned = time.perf_counter() - t
-    rec = np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (a >= 0).sum()) for a, b in zip(e_ids, p_ids)])
+    rec = recall_at_k(e_ids, p_ids)
     return {"pruned_recall_at_10": round(float(rec), 4), "exact_seconds": round(t_exact, 3),
             "pruned_seconds": round(t_pruned, 3), "pruned": info}, (e_ids, e_sims)
 
@@ -145,7 +150,7 @@ def scale_checks(texts: list[str], sizes: list[int]) -> list[dict]:
         t = time.perf_counter()
         e_ids, _, _ = S.lexical_knn(x, 10, method="exact")
         t_e = time.perf_counter() - t
-        rec = np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (a >= 0).sum()) for a, b in zip(e_ids, p_ids)])
+        rec = recall_at_k(e_ids, p_ids)
         rows.append({"documents": n, "vectors_seconds": round(t_vec, 2), "exact_seconds": round(t_e, 2),
                      "pruned_seconds": round(t_p, 2), "pruned_recall_at_10": round(float(rec), 4)})
         print(f"[scale] {json.dumps(rows[-1])}", file=sys.stderr)

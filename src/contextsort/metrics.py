@@ -118,8 +118,3 @@ def _label_codes(labels) -> np.ndarray:
         return labels.astype(np.int64)
     _, codes = np.unique(np.asarray([str(x) for x in labels]), return_inverse=True)
     return codes.astype(np.int64)
-
-
-def random_adjacent_similarity(emb: np.ndarray, n_items: int, seed: int = 0) -> float:
-    """adjacent_similarity of a seeded random order of the same documents."""
-    return adjacent_similarity(emb, np.random.default_rng(seed).permutation(n_items))

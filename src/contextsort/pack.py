@@ -74,6 +74,15 @@ def encode_with_separators(tok: TextTokenizer, texts: Sequence[str], bos: bool, 
     return out, seq
 
 
+def _fresh_tmp_dir(out_dir: Path) -> Path:
+    """An empty sibling `<out_dir>.tmp` to build into (a crashed run's leftovers removed)."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, batch_bytes: int = 4 << 20,
                    progress: Callable[[int], None] | None = None) -> dict:
     """Tokenise every document of `store` (store order) into ``out_dir/stream.bin`` with
@@ -81,10 +90,7 @@ def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, 
     if bos and tok.bos_id is None:
         raise ValueError(f"tokenizer {tok.name} has no BOS token: drop --bos")
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp_dir(out_dir)
     dtype = token_dtype(tok.vocab_size)
     n = len(store)
     seq_len = np.zeros(n, dtype=np.int64)
@@ -622,10 +628,7 @@ def pack_contexts(stream: TokenStream, order: np.ndarray, out_dir: Path, *, cont
         raise ValueError(f"pad id {pad_id} does not fit {dtype.name}")
 
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp_dir(out_dir)
     formats = list(dict.fromkeys(formats))
     layout = shard_layout(len(plan), L, dtype, shard_bytes)
     writers = [get_context_writer(f, tmp, L, dtype, layout, vocab_size=vocab) for f in formats]

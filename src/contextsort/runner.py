@@ -34,7 +34,6 @@ from .order import compute_order, is_permutation_order, order_inputs
 # directories written by an older version are re-ingested instead of misread.
 STORE_LAYOUT = 3
 
-STAGES = ("ingest", "embed", "neighbors", "dedup", "order", "write", "tokenize", "pack")
 PARTITIONED_ARTIFACTS = ("partition_dup_of.npy", "partition_order.npy", "partition_assign.npy")
 
 
@@ -185,7 +184,7 @@ class Runner:
         # touching an input file re-reads it, but reuses the embeddings if nothing changed
         content = self.manifest["stages"]["ingest"]["content_hash"]
         fp_embed = self._embed_fingerprint(content)
-        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store, fp_embed), upstream=content)
+        self._stage("embed", fp_embed, ["embeddings.npy"], lambda: self._embed(store, fp_embed))
         emb = self._load_embeddings()
         valid = np.load(self.dir / "embed_valid.npy")
 
@@ -194,7 +193,7 @@ class Runner:
         dense_only = cfg.similarity.similarity == "dense" or self._partitioned
         knn_files = ["knn_ids.npy", "knn_sims.npy"] + ([] if dense_only else ["dedup_ids.npy", "dedup_sims.npy"])
         knn_files += list(PARTITIONED_ARTIFACTS) if self._partitioned else []
-        self._stage("neighbors", fp_knn, knn_files, lambda: self._neighbors(emb, valid, store), upstream=fp_embed)
+        self._stage("neighbors", fp_knn, knn_files, lambda: self._neighbors(emb, valid, store))
         ids = np.load(self.dir / "knn_ids.npy", mmap_mode="r")
         sims = np.load(self.dir / "knn_sims.npy", mmap_mode="r")
         # dedup keeps the dense cosine kNN whatever signal builds the traversal graph
@@ -202,16 +201,16 @@ class Runner:
         dd_sims = sims if dense_only else np.load(self.dir / "dedup_sims.npy")
 
         fp_dedup = fingerprint("dedup", fp_knn, cfg.dedup)
-        self._stage("dedup", fp_dedup, ["dup_of.npy"], lambda: self._dedup(store, dd_ids, dd_sims, valid), upstream=fp_knn)
+        self._stage("dedup", fp_dedup, ["dup_of.npy"], lambda: self._dedup(store, dd_ids, dd_sims, valid))
         dup_of = np.load(self.dir / "dup_of.npy")
 
         fp_order = fingerprint("order", fp_dedup, cfg.order, cfg.seed)
-        self._stage("order", fp_order, ["order.npy"], lambda: self._order(emb, ids, sims, dup_of, valid, store), upstream=fp_dedup)
+        self._stage("order", fp_order, ["order.npy"], lambda: self._order(emb, ids, sims, dup_of, valid, store))
         order = np.load(self.dir / "order.npy")
 
         fp_write = fingerprint("write", fp_order, cfg.output)
         outs = [f"ordered.{f}" for f in cfg.output.formats] + ["removed.jsonl"]
-        self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, dd_sims, dd_ids), upstream=fp_order)
+        self._stage("write", fp_write, outs, lambda: self._write(store, order, dup_of, valid, dd_sims, dd_ids))
 
         if cfg.pack.context_length:
             self._pack_stages(store, content, fp_order, order, emb)
@@ -238,7 +237,7 @@ class Runner:
                 meta = tokenize_store(store, tok, self.dir / "tokens", bos=pc.bos, progress=bar.update)
             return {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
 
-        self._stage("tokenize", fp_tok, ["tokens/meta.json", "tokens/stream.bin", "tokens/doc_off.npy"], tokenize, upstream=content)
+        self._stage("tokenize", fp_tok, ["tokens/meta.json", "tokens/stream.bin", "tokens/doc_off.npy"], tokenize)
 
         opts = {k: v for k, v in asdict(pc).items() if k != "tokenizer"}
         seed = self.cfg.seed if pc.seed is None else pc.seed
@@ -260,7 +259,7 @@ class Runner:
                     "summary": _pack_summary(info)}
 
         prev_files = (self.manifest["stages"].get("pack") or {}).get("files", [])
-        self._stage("pack", fp_pack, ["packed/pack.json", *prev_files], pack, upstream=fp_order)
+        self._stage("pack", fp_pack, ["packed/pack.json", *prev_files], pack)
         self.manifest.setdefault("metrics", {})["pack"] = self.manifest["stages"]["pack"]["summary"]
         self._save_manifest()
 
@@ -285,7 +284,7 @@ class Runner:
         self._save_manifest()
         return RunResult(self.dir, self.manifest, order, list(self.skipped))
 
-    def _stage(self, name: str, fp: str, artifacts: list[str], fn: Callable[[], dict | None], upstream: str | None = None):
+    def _stage(self, name: str, fp: str, artifacts: list[str], fn: Callable[[], dict | None]):
         if self._fresh(name, fp, artifacts):
             self.skipped.append(name)
             self.log(f"[{name}] up to date, skipped")
@@ -294,8 +293,6 @@ class Runner:
         extra = fn() or {}
         secs = time.perf_counter() - t
         _maybe_crash(f"{name}:before-commit")
-        if upstream is not None:
-            extra["upstream"] = upstream
         self._done(name, fp, secs, **extra)
         self.log(f"[{name}] done in {secs:.2f}s")
 

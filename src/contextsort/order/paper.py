@@ -53,5 +53,9 @@ def paper_order(graph: Graph) -> np.ndarray:
     """Algorithm 1 on `graph`; returns a permutation of 0..N-1 (int64)."""
     if graph.n == 0:
         return np.empty(0, dtype=np.int64)
-    by_degree = np.argsort(graph.degree, kind="stable").astype(np.int64)
-    return _paper_walk(graph.indptr, graph.indices, by_degree)
+    return _paper_walk(graph.indptr, graph.indices, min_degree_first(graph))
+
+
+def min_degree_first(graph: Graph) -> np.ndarray:
+    """Nodes by increasing degree, ties by index: the order in which Algorithm 1 picks starts."""
+    return np.argsort(graph.degree, kind="stable").astype(np.int64)
