@@ -1,141 +1,77 @@
-"""Command line: `contextsort run`, `contextsort demo`, `contextsort pack`."""
+"""Command line: `contextsort run | demo | pack`. Options are generated from the config
+declarations (config.py), so the CLI, the Python API and validation never drift apart."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
+import traceback
 
-from .config import Config
+from .config import Config, api_name, field_default
 
-
-def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    d = Config()
-    g = p.add_argument_group("input")
-    g.add_argument("--text-field", default=d.input.text_field, help="field holding the document text (default: %(default)s)")
-    g.add_argument("--id-field", default=d.input.id_field, help="field holding the document id; missing ids get their position (default: %(default)s)")
-    g.add_argument("--label-field", default=d.input.label_field, help="optional field with a label, used for label_agreement (default: %(default)s)")
-    g.add_argument("--strict", action="store_true", help="stop at the first bad record (exit 2) instead of rejecting it")
-    g = p.add_argument_group("pipeline")
-    g.add_argument("--embedder", default=d.embed.embedder, help="embedder spec: wordllama, tfidf[:DIM], sentence-transformers:MODEL, contriever[:MODEL], model2vec:PATH (default: %(default)s)")
-    g.add_argument("--device", default=d.embed.device, choices=["auto", "cpu", "cuda"], help="where neural embedders run; fp16 on GPU (default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=d.embed.batch_size, help="documents per embedding batch (default: the embedder's: 512 wordllama, 32 neural on CPU, 256 on GPU)")
-    g.add_argument("--embed-dtype", default=d.embed.dtype, choices=["float32", "float16"], help="dtype of the embeddings file in the run directory (default: %(default)s)")
-    g.add_argument("--k", type=int, default=d.knn.k, help="neighbours per document (default: %(default)s, as in the paper)")
-    g.add_argument("--index", default=d.knn.index, choices=["auto", "flat", "ivf", "hnsw", "ivfpq"], help="FAISS index (default: %(default)s: exact below 50k documents, IVF above)")
-    g.add_argument("--nprobe", type=int, default=None, help="IVF lists probed per query (default: chosen from N)")
-    g.add_argument("--similarity", default=d.similarity.similarity, choices=["dense", "lexical", "hybrid"],
-                   help="signal of the traversal graph: embedding cosine, TF-IDF/BM25 cosine, or both (default: %(default)s; dedup always uses the dense cosine)")
-    g.add_argument("--hybrid-weight", type=float, default=d.similarity.hybrid_weight, help="dense share of the hybrid score, 0..1 (default: %(default)s)")
-    g.add_argument("--lexical", default=d.similarity.lexical, choices=["tfidf", "bm25"], help="lexical term weighting (default: %(default)s)")
-    g.add_argument("--lexical-method", default=d.similarity.lexical_method, choices=["auto", "exact", "pruned"],
-                   help="lexical kNN: exact blocked products, or pruned candidates + exact rescoring (default: %(default)s: exact up to 10k documents)")
-    g.add_argument("--dedup-threshold", type=float, default=d.dedup.threshold, help="cosine at or above which documents are near-duplicates (default: %(default)s; >1 disables)")
-    g.add_argument("--no-exact-dedup", action="store_true", help="do not remove exact (normalised-text) duplicates")
-    g.add_argument("--order", default=d.order.algorithm, help="ordering algorithm: paper, release, edge, improved, random, cluster, knn (default: %(default)s; see README 'Orderings')")
-    g.add_argument("--clusters", type=int, default=d.order.clusters, help="--order cluster: number of k-means clusters (default: sqrt(N))")
-    g.add_argument("--knn-neighbors", type=int, default=d.order.knn_neighbors, help="--order knn: retrieved neighbours written after each document (default: all k)")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g = p.add_argument_group("scale-out (see README: Scale-out)")
-    g.add_argument("--engine", default=d.engine.name, choices=["local", "ray"], help="local: this process; ray: partitioned kNN/dedup/traversal as Ray tasks, embedding with Ray Data (default: %(default)s)")
-    g.add_argument("--ray-address", default=d.engine.ray_address, help="Ray cluster to join: 'auto' or HOST:PORT (default: start a local Ray)")
-    g.add_argument("--workers", type=int, default=d.engine.workers, help="CPUs / embedding actors to use with --engine ray (default: all)")
-    g.add_argument("--partitions", type=int, default=d.engine.partitions, help="k-means partitions with --engine ray (default: 0 = max(workers, N/1M))")
-    g.add_argument("--spill", type=int, default=d.engine.spill, help="neighbouring partitions each partition also searches, for border documents (default: %(default)s)")
-    g = p.add_argument_group("output")
-    g.add_argument("--format", default=",".join(d.output.formats), help="comma-separated output formats (default: %(default)s)")
-    g.add_argument("--overwrite", action="store_true", help="replace a non-empty directory that is not a contextsort run")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or stage log")
+GROUPS = {
+    "input": "input",
+    "embed": "pipeline", "knn": "pipeline", "similarity": "pipeline", "dedup": "pipeline", "order": "pipeline", None: "pipeline",
+    "engine": "scale-out (see README: Scale-out)",
+    "output": "output",
+    "pack": "training contexts (packed when --context-length is given)",
+}
+SHORT = {"--context-length": "-L"}
 
 
-def _add_pack_options(p: argparse.ArgumentParser, required: bool = False) -> None:
-    d = Config().pack
-    g = p.add_argument_group("training contexts" + ("" if required else " (packed when --context-length is given)"))
-    g.add_argument("--context-length", "-L", type=int, default=8192 if required else None,
-                   help="tokens per context (the paper: 8192)" + (" (default: %(default)s)" if required else ""))
-    g.add_argument("--tokenizer", default=d.tokenizer,
-                   help="llama2 (offline, default) | path to tokenizer.json | tiktoken:cl100k_base | hf:NAME")
-    g.add_argument("--pack-mode", default=d.mode, choices=["concat", "boundary"],
-                   help="concat: cut every L tokens (the paper); boundary: cut between documents at weak links (default: %(default)s)")
-    g.add_argument("--pack-format", default=",".join(d.formats),
-                   help="comma-separated: megatron, parquet, numpy (default: %(default)s)")
-    g.add_argument("--bos", action="store_true", help="put BOS before each document (EOS follows each always)")
-    g.add_argument("--drop-last", action="store_true", help="drop the last context if it is not full")
-    g.add_argument("--no-shuffle", action="store_true", help="keep contexts in stream order (training needs them shuffled)")
-    g.add_argument("--pack-seed", type=int, default=None, help="seed of the context shuffle (default: --seed)")
-    g.add_argument("--shard-size", default=d.shard_size, help="max tokens bytes per shard file, e.g. 1GB (default: one shard)")
-    g.add_argument("--pad-id", type=int, default=None, help="padding token id (default: the tokenizer's pad, else EOS)")
-    g.add_argument("--pad-weight", type=float, default=d.pad_weight, help="boundary mode: cost of padding, per L tokens (default: %(default)s)")
-    g.add_argument("--split-cost", type=float, default=d.split_cost, help="boundary mode: cost of splitting a document (default: %(default)s)")
-    g.add_argument("--min-split", type=int, default=None, help="boundary mode: never split documents shorter than this (default: L/4)")
+def _converter(f):
+    """argparse type for a field: errors name the option (argparse adds 'argument --x: invalid ...')."""
+    check = f.metadata["check"]
+    kind = getattr(check, "kind", None)
+    if kind is int:
+        return int
+    if kind is float:
+        return float
+    if check.__class__.__name__ == "ListOf":
+        return lambda s: [x.strip() for x in s.split(",") if x.strip()]
+    if f.metadata["none"] and check.__class__.__name__ == "Text":
+        return lambda s: s if s.strip() else None
+    return str
 
 
-def pack_config_from_args(a: argparse.Namespace):
-    from .config import PackConfig
-    from .pack import parse_size
-
-    pc = PackConfig()
-    pc.context_length = a.context_length
-    pc.tokenizer = a.tokenizer
-    pc.mode = a.pack_mode
-    pc.formats = list(dict.fromkeys(f.strip() for f in a.pack_format.split(",") if f.strip()))
-    pc.bos = a.bos
-    pc.drop_last = a.drop_last
-    pc.shuffle = not a.no_shuffle
-    pc.seed = a.pack_seed
-    parse_size(a.shard_size)  # fail early on a bad size
-    pc.shard_size = a.shard_size
-    pc.pad_id = a.pad_id
-    pc.pad_weight = a.pad_weight
-    pc.split_cost = a.split_cost
-    pc.min_split = a.min_split
-    from .formats.contexts import CONTEXT_FORMATS
-
-    bad = [f for f in pc.formats if f not in CONTEXT_FORMATS]
-    if bad:
-        raise ValueError(f"unknown --pack-format {bad} (available: {', '.join(CONTEXT_FORMATS)})")
-    if pc.context_length is not None and pc.context_length < 2:
-        raise ValueError("--context-length must be at least 2")
-    return pc
+def add_config_options(p: argparse.ArgumentParser, sections: set | None = None, pack_required: bool = False) -> None:
+    """One argparse option per config field (of `sections`, default: all), grouped as in --help."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for section, f in Config.options():
+        if sections is not None and section not in sections:
+            continue
+        title = GROUPS[section]
+        if title not in groups:
+            groups[title] = p.add_argument_group(title)
+        g = groups[title]
+        meta = f.metadata
+        flags = [meta["flag"]] + ([SHORT[meta["flag"]]] if meta["flag"] in SHORT else [])
+        dest = f"{section or 'top'}.{f.name}"
+        default = field_default(section, f.name)
+        if pack_required and (section, f.name) == ("pack", "context_length"):
+            default = 8192
+        help_text = meta["help"]
+        if isinstance(default, bool):
+            action = "store_false" if meta["negate"] else "store_true"
+            g.add_argument(*flags, dest=dest, action=action, default=default, help=help_text)
+            continue
+        shown = ",".join(default) if isinstance(default, list) else default
+        if shown is not None:
+            help_text += f" (default: {shown})"
+        g.add_argument(*flags, dest=dest, type=_converter(f), default=default, help=help_text, metavar=api_name(meta["flag"]).upper())
 
 
-def config_from_args(a: argparse.Namespace) -> Config:
-    c = Config()
-    c.input.text_field = a.text_field
-    c.input.id_field = a.id_field
-    c.input.label_field = a.label_field or None
-    c.input.strict = a.strict
-    c.embed.embedder = a.embedder
-    c.embed.device = a.device
-    c.embed.batch_size = a.batch_size
-    c.embed.dtype = a.embed_dtype
-    c.knn.k = a.k
-    c.knn.index = a.index
-    c.knn.nprobe = a.nprobe
-    c.dedup.threshold = a.dedup_threshold
-    c.dedup.exact = not a.no_exact_dedup
-    from .order import ORDERS
-
-    if a.order not in ORDERS:
-        raise ValueError(f"unknown --order '{a.order}' (available: {', '.join(sorted(ORDERS))})")
-    c.order.algorithm = a.order
-    c.order.clusters = a.clusters
-    c.order.knn_neighbors = a.knn_neighbors
-    if not 0.0 <= a.hybrid_weight <= 1.0:
-        raise ValueError(f"--hybrid-weight must be between 0 and 1, got {a.hybrid_weight}")
-    c.similarity.similarity = a.similarity
-    c.similarity.hybrid_weight = a.hybrid_weight
-    c.similarity.lexical = a.lexical
-    c.similarity.lexical_method = a.lexical_method
-    c.seed = a.seed
-    c.engine.name = a.engine
-    c.engine.ray_address = a.ray_address
-    c.engine.workers = a.workers
-    c.engine.partitions = a.partitions
-    c.engine.spill = a.spill
-    c.output.formats = [f.strip() for f in a.format.split(",") if f.strip()]
-    c.pack = pack_config_from_args(a)
-    return c
+def config_from_args(a: argparse.Namespace, base: Config | None = None) -> Config:
+    """The Config of parsed arguments (options not on this parser keep `base`'s values)."""
+    c = Config.from_dict(base.to_dict()) if base is not None else Config()
+    for dest, value in vars(a).items():
+        if "." not in dest:
+            continue
+        section, name = dest.split(".", 1)
+        c.set(None if section == "top" else section, name, value)
+    return c.validate()
 
 
 def summary(result) -> str:
@@ -159,7 +95,7 @@ def summary(result) -> str:
     if pw:
         lines.append(f"path_weight          {pw['sum']:.1f} (mean {pw['mean']:.4f}/step, {pw['jumps']} jumps), bound {pw['bound']:.1f}, ratio {pw['ratio']:.3f}")
     pk = m.get("pack")
-    if pk and "pack" in result.manifest["stages"]:
+    if pk:
         lines.append(
             f"packed               {pk['contexts']} contexts of {pk['context_length']} tokens ({pk['mode']}), "
             f"{pk['context_tokens']} tokens, waste {pk.get('waste', 0):.2%}, documents split {pk.get('documents_split_share', 0):.2%}"
@@ -175,65 +111,85 @@ def summary(result) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _verbosity(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("messages")
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only (no progress bars or stage log)")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contextsort", description="Order a pretraining corpus the In-Context Pretraining way.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="run the whole pipeline on a corpus")
     p_run.add_argument("inputs", nargs="+", help="JSONL (.gz/.zst), Parquet files or folders (of those, or of .txt files)")
     p_run.add_argument("-o", "--output", required=True, help="run directory (created; rerunning resumes)")
-    _add_pipeline_options(p_run)
-
-    _add_pack_options(p_run)
+    p_run.add_argument("--overwrite", action="store_true", help="clear a non-empty directory that is not a contextsort run")
+    add_config_options(p_run)
+    _verbosity(p_run)
 
     p_demo = sub.add_parser("demo", help="run the pipeline on the built-in BBC News sample and print a summary")
     p_demo.add_argument("-o", "--output", default="runs/demo", help="run directory (default: %(default)s)")
-    _add_pipeline_options(p_demo)
-    _add_pack_options(p_demo)
+    p_demo.add_argument("--overwrite", action="store_true", help="clear a non-empty directory that is not a contextsort run")
+    add_config_options(p_demo)
+    _verbosity(p_demo)
 
     p_pack = sub.add_parser("pack", help="pack the order of a finished run into shuffled training contexts (RUN_DIR/packed)")
     p_pack.add_argument("run_dir", help="a run directory made by `contextsort run`")
-    _add_pack_options(p_pack, required=True)
-    p_pack.add_argument("-q", "--quiet", action="store_true", help="no progress bars or stage log")
+    add_config_options(p_pack, sections={"pack"}, pack_required=True)
+    _verbosity(p_pack)
+    return parser
 
-    a = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    from .progress import setup_logging
+
+    setup_logging(-1 if a.quiet else (1 if a.verbose else 0))
     return _dispatch(a)
 
 
 def _dispatch(a: argparse.Namespace) -> int:
-    from .corpus import InputError
-    from .embed import EmbedderUnavailable
-    from .runner import RunError, Runner
-    from .sample import SampleUnavailable, bbc_news_path
-    from .similarity import SimilarityUnavailable
-    from .tokenizer import TokenizerUnavailable
+    from .errors import ContextsortError
 
     try:
-        if a.command == "pack":
-            from .runner import pack_run
-
-            result = pack_run(a.run_dir, pack_config_from_args(a), quiet=a.quiet)
-            info = result.run_dir / "packed" / "pack.json"
-            print(summary(result))
-            print(f"contexts in        {info.parent}/ (see {info.name})")
-            return 0
-        cfg = config_from_args(a)
-        if a.command == "demo":
-            inputs = [bbc_news_path()]
-        else:
-            inputs = a.inputs
-        t = time.perf_counter()
-        result = Runner(inputs, a.output, cfg, quiet=a.quiet, overwrite=a.overwrite).run()
-        print(summary(result))
-        if a.command == "demo":
-            print(f"total             {time.perf_counter() - t:.2f}s; outputs in {result.run_dir}/ordered.jsonl, removed.jsonl, manifest.json")
-        return 0
-    except (InputError, RunError, EmbedderUnavailable, SampleUnavailable, SimilarityUnavailable, TokenizerUnavailable, ValueError) as e:
+        return _command(a)
+    except ContextsortError as e:
         print(f"contextsort: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            print(f"contextsort: error: no space left on the device ({e.filename or 'while writing'}): free some space "
+                  "and rerun the same command; finished stages are kept and the run resumes", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("contextsort: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception:
+        traceback.print_exc()
+        print("contextsort: internal error (a bug, not your input): please report it with the traceback above", file=sys.stderr)
+        return 1
+
+
+def _command(a: argparse.Namespace) -> int:
+    from .api import pack_run, run
+    from .sample import bbc_news_path
+
+    if a.command == "pack":
+        cfg = config_from_args(a)
+        result = pack_run(a.run_dir, cfg, quiet=a.quiet)
+        print(summary(result))
+        print(f"contexts in        {result.run_dir / 'packed'}/ (see pack.json)")
+        return 0
+    cfg = config_from_args(a)
+    inputs = [bbc_news_path()] if a.command == "demo" else a.inputs
+    t = time.perf_counter()
+    result = run(inputs, a.output, cfg, quiet=a.quiet, overwrite=a.overwrite)
+    print(summary(result))
+    if a.command == "demo":
+        print(f"total             {time.perf_counter() - t:.2f}s; outputs in {result.run_dir}/ordered.jsonl, removed.jsonl, manifest.json")
+    return 0
 
 
 if __name__ == "__main__":

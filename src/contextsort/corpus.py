@@ -24,11 +24,7 @@ import numpy as np
 TEXT_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet", ".txt")
 
 
-class InputError(Exception):
-    """Bad input that stops the run (strict mode, or nothing usable).
-
-    The message names file, line and field; the CLI prints it without a traceback.
-    """
+from .errors import InputError  # noqa: E402  (re-exported: bad input that stops the run)
 
 
 @dataclass

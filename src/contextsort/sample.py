@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from .errors import DependencyMissing
 from pathlib import Path
 
 
-class SampleUnavailable(Exception):
+class SampleUnavailable(DependencyMissing):
     pass
 
 

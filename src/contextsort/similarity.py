@@ -20,6 +20,7 @@ decreasing similarity, so dedup, traversal and metrics do not change.
 
 from __future__ import annotations
 
+from .errors import DependencyMissing
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -35,7 +36,7 @@ BLOCK_CELLS = 1 << 24  # rows x N cells of one similarity block (64 MiB as dense
 DENSE_FRACTION = 0.1  # a block product denser than this is searched as a dense array
 
 
-class SimilarityUnavailable(Exception):
+class SimilarityUnavailable(DependencyMissing):
     """The lexical signal needs scikit-learn and scipy (core dependencies, checked at use)."""
 
 

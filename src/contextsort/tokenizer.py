@@ -19,6 +19,7 @@ are added by the packer.
 
 from __future__ import annotations
 
+from .errors import DependencyMissing
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ BOS_CANDIDATES = ("<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>", "[CLS]
 PAD_CANDIDATES = ("<pad>", "[PAD]", "<|pad|>", "<|finetune_right_pad_id|>")
 
 
-class TokenizerUnavailable(Exception):
+class TokenizerUnavailable(DependencyMissing):
     """The tokenizer cannot be built (package missing, file missing, offline)."""
 
 

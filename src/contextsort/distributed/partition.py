@@ -1,14 +1,13 @@
 """Partitioned kNN + dedup + traversal: the engine-agnostic half of scale-out.
 
 Documents are split by their nearest k-means centroid (FAISS, trained on a
-sample). Each partition is one independent task that runs the single-machine
-stage functions (neighbors.knn_graph, dedup.find_duplicates,
-graph.restrict_knn / graph_from_knn, order.compute_order) on its own documents,
-searching its `spill` nearest neighbouring partitions too so that documents near
-a border still find their true neighbours (and their near-duplicates). The
-partitions are ordered by the same traversal run on the centroid graph, and their
-paths are concatenated. Where the tasks run (a loop here, Ray tasks in
-ray_engine.py) is the caller's choice: `mapper(fn, args_list)` yields results.
+sample). kNN runs as one task per partition, searching the partition's own documents
+and those of its `spill` nearest neighbouring partitions, so that documents near a
+border still find their true neighbours (and their near-duplicates). Dedup runs on the
+merged lists. The walk runs as one task per partition over its kept documents; the
+partitions are ordered by the same walk on the centroid graph and their paths are
+concatenated. Where the tasks run is the caller's choice: `mapper(fn, args_list)`
+yields (index, result) (an engine's `map`, or `local_mapper`).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-import numba as nb
 import numpy as np
 
 from ..dedup import find_duplicates
@@ -42,16 +40,6 @@ class PartitionParams:
     seed: int = 0
     partitions: int = 0  # 0: max(workers, ceil(N / DEFAULT_PARTITION_SIZE))
     spill: int = 1  # neighbouring partitions each partition also searches
-
-
-@dataclass
-class PartitionedResult:
-    ids: np.ndarray  # int64 [N, k], global positions, -1 = none (same artifact as knn_graph's)
-    sims: np.ndarray  # float32 [N, k]
-    dup_of: np.ndarray  # int64 [N], -1 = kept (or invalid), else a kept document's position
-    order: np.ndarray  # int64 [n_kept], global positions of the kept documents in output order
-    assign: np.ndarray  # int32 [N], partition of each document (-1 = invalid embedding)
-    info: dict = field(default_factory=dict)
 
 
 def auto_partitions(n: int, workers: int = 1) -> int:
@@ -113,68 +101,26 @@ def partition_sequence(centroids: np.ndarray, k: int, algorithm: str, seed: int 
     return compute_order(algorithm, graph_from_knn(ids, sims), seed=seed)
 
 
-def partition_task(
-    emb: np.ndarray,
-    rows: np.ndarray,
-    n_own: int,
-    text_hash: np.ndarray | None,
-    params: PartitionParams,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """kNN + dedup + traversal of one partition with the single-machine stage functions.
+def partition_knn_task(emb: np.ndarray, rows: np.ndarray, n_own: int, params: PartitionParams) -> tuple[np.ndarray, np.ndarray]:
+    """kNN of one partition's own documents against its own and its neighbouring partitions' ones.
 
-    emb: float32 [n_union, d], the partition's own documents first, then those of
-    its neighbouring partitions; rows: their global positions (int64 [n_union]).
-    Returns, for the n_own own documents: kNN ids (global) and sims, dup_of (-1 or
-    a global position with a smaller index, so chains across partitions always end),
-    and the global positions of the kept own documents in traversal order.
+    emb: float32 [n_union, d], the partition's own documents first, then those of its
+    neighbouring partitions; rows: their global positions. Returns global ids and sims
+    of the n_own own documents.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    n_union = len(rows)
-    # Own documents searched against own + neighbouring partitions.
     ids_l, sims, _ = knn_graph(emb, k=params.k, index=params.index, seed=1234 + params.seed, nprobe=params.nprobe, n_queries=n_own)
-    kk = ids_l.shape[1]
     ids_g = np.where(ids_l >= 0, rows[np.maximum(ids_l, 0)], -1)
-
-    # Dedup in a frame sorted by global position: find_duplicates keeps the smallest
-    # index of a group, so every document points to a smaller global position.
-    by_pos = np.argsort(rows, kind="stable")
-    rank = np.empty(n_union, dtype=np.int64)
-    rank[by_pos] = np.arange(n_union)
-    ids_s = np.full((n_union, kk), -1, dtype=np.int64)
-    sims_s = np.zeros((n_union, kk), dtype=np.float32)
-    own_s = rank[:n_own]
-    ids_s[own_s] = np.where(ids_l >= 0, rank[np.maximum(ids_l, 0)], -1)
-    sims_s[own_s] = sims
-    hashes = None
-    if params.exact and text_hash is not None:
-        hashes = np.asarray(text_hash, dtype=np.uint64)[by_pos]
-    dup_s = find_duplicates(ids_s, sims_s, params.threshold, hashes)
-    rows_s = rows[by_pos]
-    dup_own = dup_s[own_s]
-    dup_g = np.where(dup_own >= 0, rows_s[np.maximum(dup_own, 0)], -1)
-
-    # Traversal over the kept own documents (edges to other partitions cannot be walked).
-    is_own = np.zeros(n_union, dtype=bool)
-    is_own[own_s] = True
-    keep = is_own & (dup_s < 0)
-    k_ids, k_sims = restrict_knn(ids_s, sims_s, dup_s, keep)
-    kept_s = np.flatnonzero(keep)
-    emb_kept = np.asarray(emb[by_pos[kept_s]]) if "emb" in order_inputs(params.algorithm) else None
-    local = compute_order(params.algorithm, graph_from_knn(k_ids, k_sims), seed=params.seed, knn_ids=k_ids, emb=emb_kept)
-    order_g = rows_s[np.flatnonzero(keep)][local]
-    return ids_g, sims, dup_g, order_g
+    return ids_g, sims
 
 
-@nb.njit(cache=True)
-def _resolve_chains(dup_of):
-    # every pointer goes to a smaller index, so following it ends at a kept document
-    for i in range(len(dup_of)):
-        r = dup_of[i]
-        if r < 0:
-            continue
-        while dup_of[r] >= 0:
-            r = dup_of[r]
-        dup_of[i] = r
+def partition_order_task(ids: np.ndarray, sims: np.ndarray, emb: np.ndarray | None, algorithm: str, seed: int) -> np.ndarray:
+    """The walk of one partition: its kept documents' kNN lists in local numbering (-1 = a
+    neighbour outside the partition); returns local positions in traversal order."""
+    return compute_order(algorithm, graph_from_knn(ids, sims), seed=seed, knn_ids=ids, emb=emb)
+
+
+Mapper = Callable[[Callable, Iterable[tuple]], Iterator[tuple[int, object]]]
 
 
 def local_mapper(fn: Callable, args_list: Iterable[tuple]) -> Iterator[tuple[int, object]]:
@@ -183,87 +129,139 @@ def local_mapper(fn: Callable, args_list: Iterable[tuple]) -> Iterator[tuple[int
         yield i, fn(*args)
 
 
-def partitioned_stages(
-    emb: np.ndarray,
-    valid: np.ndarray | None,
-    text_hash: np.ndarray | None,
-    params: PartitionParams,
-    mapper: Callable[[Callable, Iterable[tuple]], Iterator[tuple[int, object]]] = local_mapper,
-    workers: int = 1,
-    out_ids: np.ndarray | None = None,
-    out_sims: np.ndarray | None = None,
-    log: Callable[[str], None] | None = None,
-) -> PartitionedResult:
-    """The whole partitioned computation; `mapper` decides where the partition tasks run.
+@dataclass
+class Partitions:
+    """Documents split by nearest k-means centroid (assign = -1 for invalid embeddings)."""
 
-    out_ids / out_sims may be memory-mapped [N, k] arrays to fill (out-of-core).
-    The result is checked: the order is a permutation of exactly the kept documents.
-    """
-    import time
+    assign: np.ndarray  # int32 [N]
+    centroids: np.ndarray  # float32 [P, d]
 
-    log = log or (lambda m: None)
-    n, _ = emb.shape
-    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-    n_valid = int(valid.sum())
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    p = params.partitions or auto_partitions(n_valid, workers)
-    p = max(1, min(p, max(1, n_valid)))
-    centroids = train_centroids(emb, valid, p, seed=params.seed)
-    p = centroids.shape[0]
-    assign = assign_partitions(emb, valid, centroids)
-    timings["partition"] = time.perf_counter() - t
-    t = time.perf_counter()
-    nbrs = neighbour_partitions(centroids, params.spill)
-    seq = partition_sequence(centroids, params.k, params.algorithm, seed=params.seed)
-    members_order = np.argsort(assign, kind="stable")
-    bounds = np.searchsorted(assign[members_order], np.arange(-1, p + 1))
-    members = [members_order[bounds[j + 1] : bounds[j + 2]] for j in range(p)]  # j = 0..p-1
+    @property
+    def count(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def members(self) -> list[np.ndarray]:
+        """Global positions of each partition's documents, ascending."""
+        by_part = np.argsort(self.assign, kind="stable")
+        bounds = np.searchsorted(self.assign[by_part], np.arange(-1, self.count + 1))
+        return [by_part[bounds[j + 1] : bounds[j + 2]] for j in range(self.count)]
+
+
+def make_partitions(emb: np.ndarray, valid: np.ndarray, partitions: int, seed: int = 0) -> Partitions:
+    """k-means partitions of the valid documents (FAISS, trained on a seeded sample)."""
+    valid = np.asarray(valid, dtype=bool)
+    p = max(1, min(int(partitions), max(1, int(valid.sum()))))
+    centroids = train_centroids(emb, valid, p, seed=seed)
+    return Partitions(assign_partitions(emb, valid, centroids), centroids)
+
+
+def partitioned_knn(emb: np.ndarray, valid: np.ndarray, parts: Partitions, params: PartitionParams,
+                    mapper: Mapper = local_mapper, out_ids: np.ndarray | None = None,
+                    out_sims: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """kNN lists of every document, one task per partition (searching `spill` neighbouring ones)."""
+    n = emb.shape[0]
+    valid = np.asarray(valid, dtype=bool)
+    members = parts.members()
+    nbrs = neighbour_partitions(parts.centroids, params.spill)
     sizes = np.array([len(m) for m in members], dtype=np.int64)
     k_eff = max(0, min(params.k, n - 1))
     ids = out_ids if out_ids is not None else np.empty((n, k_eff), dtype=np.int64)
     sims = out_sims if out_sims is not None else np.empty((n, k_eff), dtype=np.float32)
     ids[~valid] = -1
     sims[~valid] = 0
-    dup_of = np.full(n, -1, dtype=np.int64)
-    orders: list[np.ndarray | None] = [None] * p
-    hashes = None if text_hash is None else np.asarray(text_hash, dtype=np.uint64)
 
     def task_args() -> Iterator[tuple]:
-        for j in range(p):
+        for j in range(parts.count):
             extra = [members[q] for q in nbrs[j] if q >= 0]
             rows = np.concatenate([members[j], *extra]) if extra else members[j]
-            x = np.ascontiguousarray(emb[rows], dtype=np.float32)
-            yield (x, rows, len(members[j]), None if hashes is None else hashes[rows], params)
+            yield (np.ascontiguousarray(emb[rows], dtype=np.float32), rows, len(members[j]), params)
 
-    union_sizes = []
-    for j, (ids_g, sims_j, dup_g, order_g) in mapper(partition_task, task_args()):
+    for j, (ids_g, sims_j) in mapper(partition_knn_task, task_args()):
         m = members[j]
         kj = ids_g.shape[1]
         ids[m, :kj] = ids_g
         ids[m, kj:] = -1
         sims[m, :kj] = sims_j
         sims[m, kj:] = 0
-        dup_of[m] = dup_g
-        orders[j] = order_g
-        union_sizes.append(len(m) + int(sum(sizes[q] for q in nbrs[j] if q >= 0)))
-    timings["tasks"] = time.perf_counter() - t
-    _resolve_chains(dup_of)
-    order = np.concatenate([orders[j] for j in seq]) if p else np.empty(0, dtype=np.int64)
-    kept_mask = valid & (dup_of < 0)
-    n_kept = int(kept_mask.sum())
-    if len(order) != n_kept or (n_kept and not kept_mask[order].all()) or len(np.unique(order)) != len(order):
-        raise RuntimeError(
-            f"partitioned merge is inconsistent: order has {len(order)} documents ({len(np.unique(order))} distinct), "
-            f"{n_kept} are kept"
-        )
+    union = [len(members[j]) + int(sum(sizes[q] for q in nbrs[j] if q >= 0)) for j in range(parts.count)]
     info = {
-        "partitions": int(p),
+        "partitions": parts.count,
         "spill": int(nbrs.shape[1]),
-        "partition_sizes": {"min": int(sizes.min()), "median": int(np.median(sizes)), "max": int(sizes.max())},
-        "searched_per_partition_max": int(max(union_sizes)) if union_sizes else 0,
-        "partition_sequence": [int(x) for x in seq] if p <= 64 else f"{p} partitions",
-        "partition_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "partition_sizes": {"min": int(sizes.min()), "median": int(np.median(sizes)), "max": int(sizes.max())} if len(sizes) else {},
+        "searched_per_partition_max": int(max(union)) if union else 0,
     }
-    log(f"[partitioned] {p} partitions (sizes {info['partition_sizes']}), spill {info['spill']}")
-    return PartitionedResult(ids, sims, dup_of, order, assign, info)
+    return ids, sims, info
+
+
+def partitioned_order(k_ids: np.ndarray, k_sims: np.ndarray, kept: np.ndarray, parts: Partitions, algorithm: str,
+                      seed: int = 0, k: int = 10, emb: np.ndarray | None = None, mapper: Mapper = local_mapper) -> np.ndarray:
+    """The walk inside each partition (one task each), partitions in the order of the same walk
+    on their centroid graph. k_ids / k_sims: kNN lists of the kept documents, renumbered
+    0..n_kept-1 (graph.restrict_knn); kept: their global positions. Returns kept-space positions."""
+    n_kept = len(kept)
+    part_of = np.asarray(parts.assign)[kept]
+    by_part = np.argsort(part_of, kind="stable")
+    bounds = np.searchsorted(part_of[by_part], np.arange(parts.count + 1))
+    local = np.full(n_kept, -1, dtype=np.int64)
+    wants_emb = "emb" in order_inputs(algorithm)
+
+    def task_args() -> Iterator[tuple]:
+        for j in range(parts.count):
+            m = by_part[bounds[j] : bounds[j + 1]]
+            local[m] = np.arange(len(m))
+            sub = k_ids[m]
+            sub_local = np.where(sub >= 0, local[np.maximum(sub, 0)], -1)
+            local[m] = -1
+            x = np.asarray(emb[kept[m]], dtype=np.float32) if wants_emb and emb is not None else None
+            yield (sub_local, np.asarray(k_sims[m]), x, algorithm, seed)
+
+    walks: list[np.ndarray | None] = [None] * parts.count
+    for j, walk in mapper(partition_order_task, task_args()):
+        walks[j] = by_part[bounds[j] : bounds[j + 1]][walk]
+    seq = partition_sequence(parts.centroids, k, algorithm, seed=seed)
+    return np.concatenate([walks[j] for j in seq]) if parts.count else np.empty(0, dtype=np.int64)
+
+
+@dataclass
+class PartitionedResult:
+    ids: np.ndarray  # int64 [N, k], global positions, -1 = none (same artifact as knn_graph's)
+    sims: np.ndarray  # float32 [N, k]
+    dup_of: np.ndarray  # int64 [N], -1 = kept (or invalid), else a kept document's position
+    order: np.ndarray  # int64 [n_kept], global positions of the kept documents in output order
+    assign: np.ndarray  # int32 [N], partition of each document (-1 = invalid embedding)
+    info: dict = field(default_factory=dict)
+
+
+def partitioned_stages(
+    emb: np.ndarray,
+    valid: np.ndarray | None,
+    text_hash: np.ndarray | None,
+    params: PartitionParams,
+    mapper: Mapper = local_mapper,
+    workers: int = 1,
+) -> PartitionedResult:
+    """partition -> kNN -> dedup -> walk, as the pipeline's stages run them (for tests and benchmarks).
+
+    The result is checked: the order is a permutation of exactly the kept documents.
+    """
+    n = emb.shape[0]
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    parts = make_partitions(emb, valid, params.partitions or auto_partitions(int(valid.sum()), workers), params.seed)
+    ids, sims, info = partitioned_knn(emb, valid, parts, params, mapper)
+    hashes = np.asarray(text_hash, dtype=np.uint64) if params.exact and text_hash is not None else None
+    dup_of = find_duplicates(ids, sims, params.threshold, hashes, valid)
+    keep = valid & (dup_of < 0)
+    kept = np.flatnonzero(keep)
+    k_ids, k_sims = restrict_knn(ids, sims, dup_of, keep)
+    local = partitioned_order(k_ids, k_sims, kept, parts, params.algorithm, params.seed, params.k, emb, mapper)
+    order = kept[local]
+    check_order(order, keep)
+    return PartitionedResult(ids, sims, dup_of, order, parts.assign, info)
+
+
+def check_order(order: np.ndarray, keep: np.ndarray) -> None:
+    """The order must be a permutation of exactly the kept documents."""
+    n_kept = int(keep.sum())
+    if len(order) != n_kept or (n_kept and not keep[order].all()) or len(np.unique(order)) != len(order):
+        raise RuntimeError(f"partitioned merge is inconsistent: order has {len(order)} documents "
+                           f"({len(np.unique(order))} distinct), {n_kept} are kept")

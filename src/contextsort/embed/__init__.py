@@ -7,6 +7,7 @@ string such as "wordllama".
 
 from __future__ import annotations
 
+from ..errors import DependencyMissing
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -22,7 +23,7 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-class EmbedderUnavailable(Exception):
+class EmbedderUnavailable(DependencyMissing):
     """The embedder cannot be built (package missing, model not on disk, offline)."""
 
 

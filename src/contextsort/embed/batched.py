@@ -17,11 +17,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 DTYPES = ("float32", "float16")
+MIN_NORM = 0.5  # a unit-norm embedder's row below this norm is broken (zero or NaN): the document is rejected
 
 
 def length_order(lengths: np.ndarray) -> np.ndarray:
@@ -59,7 +60,8 @@ def encode_to_memmap(
     identity: dict | None = None,
     progress: Callable[[int], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
-    min_norm: float = 0.5,
+    min_norm: float = MIN_NORM,
+    encode_batches: Callable[[list[np.ndarray]], Iterable[np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, EncodeStats]:
     """Encode every document into the .npy file `path`; return (valid mask, stats).
 
@@ -67,6 +69,8 @@ def encode_to_memmap(
     that must match for an interrupted file to be reused (e.g. a config fingerprint);
     the embedder name, dim, dtype, batch size and batch plan are always part of it.
     Rows whose vector is not finite or has norm < `min_norm` are zeroed and marked invalid.
+    `encode_batches(list of position arrays)` yields each batch's vectors in order (an
+    engine's map); by default `embedder.encode` runs here, batch after batch.
     """
     if dtype not in DTYPES:
         raise ValueError(f"embedding dtype must be one of {DTYPES}, got '{dtype}'")
@@ -99,9 +103,13 @@ def encode_to_memmap(
         _write_state(state_path, ident, 0)
     resumed = done
     t0 = time.perf_counter()
-    for b in range(done, n_batches):
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        vecs = np.asarray(embedder.encode(list(get_texts(idx))))
+    todo = [order[b * batch_size : (b + 1) * batch_size] for b in range(done, n_batches)]
+    if encode_batches is None:
+        results: Iterable[np.ndarray] = (embedder.encode(list(get_texts(idx))) for idx in todo)
+    else:
+        results = encode_batches(todo)
+    for b, (idx, vecs) in enumerate(zip(todo, results), start=done):
+        vecs = np.asarray(vecs)
         if vecs.shape != (len(idx), dim):
             raise ValueError(f"embedder {ident['embedder']} returned shape {vecs.shape} for a batch of {len(idx)} (expected ({len(idx)}, {dim}))")
         mm[idx] = vecs.astype(dtype, copy=False)

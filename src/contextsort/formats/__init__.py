@@ -27,10 +27,10 @@ def _rows(store: DocStore, order: np.ndarray, label_field: str | None, start: in
         yield rec
 
 
-def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, label_field: str | None, quiet: bool = True) -> list[str]:
-    """Write the documents of `order` (original fields + `position`) in each format; return file names."""
-    from tqdm.auto import tqdm
-
+def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, label_field: str | None,
+                  progress=None) -> list[str]:
+    """Write the documents of `order` (original fields + `position`) in each format; return file names.
+    `progress(n)` is called as JSONL rows are written."""
     unknown = [f for f in formats if f not in DOC_FORMATS]
     if unknown:
         raise ValueError(f"unknown output format(s) {unknown} (available: {', '.join(DOC_FORMATS)})")
@@ -39,18 +39,19 @@ def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, la
     if "jsonl" in formats:
         path = Path(run_dir) / "ordered.jsonl"
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=n, desc="write jsonl", unit="doc", disable=quiet, leave=False, file=sys.stderr) as bar:
+        with open(tmp, "w", encoding="utf-8") as fh:
             for start in range(0, n, BATCH):
                 stop = min(n, start + BATCH)
                 for rec in _rows(store, order, label_field, start, stop):
                     fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-                bar.update(stop - start)
+                if progress is not None:
+                    progress(stop - start)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         written.append(path.name)
     if "parquet" in formats:
-        written.append(_write_parquet(Path(run_dir) / "ordered.parquet", store, order, label_field, quiet))
+        written.append(_write_parquet(Path(run_dir) / "ordered.parquet", store, order, label_field))
     return written
 
 
@@ -66,7 +67,7 @@ def batch_table(rows: list[dict]):
     return pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows])
 
 
-def _write_parquet(path: Path, store: DocStore, order: np.ndarray, label_field, quiet: bool) -> str:
+def _write_parquet(path: Path, store: DocStore, order: np.ndarray, label_field) -> str:
     """Two passes: unify the schema over all batches (records may differ), then write."""
     import pyarrow as pa
     import pyarrow.parquet as pq

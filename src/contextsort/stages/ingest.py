@@ -1,0 +1,62 @@
+"""ingest: stream every input record into the document store, or into the reject list with why."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..atomic import write_jsonl
+from ..corpus import CorpusReader, DocStoreWriter, Reject, fingerprint_inputs
+from ..errors import InputError
+from ..pipeline import RunContext, Stage
+from ..progress import log, progress
+
+STORE_FILES = ["store/records.jsonl", "store/records.idx.npy", "store/text.bin", "store/text.idx.npy",
+               "store/text_hash.npy", "store/label_codes.npy", "store/label_names.json"]
+
+
+def file_digest(path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class IngestStage(Stage):
+    name = "ingest"
+    version = 4  # the store layout: bumped when it changes, so old run directories are re-ingested
+    reads = ("input",)
+
+    def produces(self, cfg):
+        return {"store": STORE_FILES, "rejects": ["rejects.jsonl"]}
+
+    def key(self, ctx: RunContext) -> object:
+        # the inputs' content (not their mtime): an edit that keeps size and mtime is still seen
+        return fingerprint_inputs([str(p) for p in ctx.inputs])
+
+    def run(self, ctx: RunContext) -> dict:
+        cfg = ctx.cfg.input
+        if not ctx.inputs:
+            raise InputError("no input given")
+        reader = CorpusReader(ctx.inputs, cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict)
+        writer = DocStoreWriter(ctx.path("store"), cfg.label_field, cfg.id_field)
+        rejects: list[Reject] = []
+        n = 0
+        with progress(None, "ingest") as bar:
+            for item in reader:
+                n += 1
+                if isinstance(item, Reject):
+                    rejects.append(item)
+                else:
+                    writer.add(item)
+                bar.update(1)
+        rejects.extend(writer.close(strict=cfg.strict))  # records whose id was already used
+        write_jsonl(ctx.path("rejects.jsonl"), (r.to_json() for r in rejects))
+        if writer.n == 0:
+            why = "; ".join(f"{r.source}" + (f":{r.line}" if r.line else "") + f": {r.reason}" for r in rejects[:3])
+            raise InputError(f"no usable documents in the input ({n} records read, {len(rejects)} rejected"
+                             + (f": {why}" if why else "") + ")")
+        if rejects:
+            log.info(f"[ingest] {len(rejects)} of {n} records rejected (see rejects.jsonl / removed.jsonl)")
+        return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash,
+                "artifact_fingerprints": {"store": writer.content_hash, "rejects": file_digest(ctx.path("rejects.jsonl"))}}

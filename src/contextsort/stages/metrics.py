@@ -1,0 +1,50 @@
+"""metrics: how good the order is (adjacent_similarity, path_weight against its bound,
+label_agreement), each beside the same figure for a random order of the same documents."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..atomic import write_json
+from ..corpus import DocStore
+from ..graph import graph_from_knn
+from ..metrics import adjacent_similarity, label_agreement, path_bound, path_weight
+from ..pipeline import RunContext, Stage
+from .embed import load_embeddings
+from .order import kept_graph
+
+
+class MetricsStage(Stage):
+    name = "metrics"
+    reads = ("seed",)
+    consumes = ("order", "knn", "dup_of", "embeddings", "store")
+
+    def produces(self, cfg):
+        return {"metrics": ["metrics.json"]}
+
+    def run(self, ctx: RunContext) -> dict:
+        seed = ctx.cfg.seed
+        order = np.load(ctx.path("order.npy"))
+        emb = np.asarray(load_embeddings(ctx))
+        kept, k_ids, k_sims = kept_graph(ctx)
+        graph = graph_from_knn(k_ids, k_sims)
+        pos = np.full(len(emb), -1, dtype=np.int64)
+        pos[kept] = np.arange(len(kept))
+        local = pos[order]
+        values: dict = {
+            "adjacent_similarity": {
+                "ordered": adjacent_similarity(emb, order),
+                "random": adjacent_similarity(emb, np.random.default_rng(seed).permutation(order)),
+            },
+        }
+        pw = path_weight(graph, local)
+        bound = path_bound(graph)
+        values["path_weight"] = {**pw, "bound": bound, "ratio": pw["sum"] / bound if bound else 0.0}
+        store = DocStore(ctx.path("store"))
+        if store.label_codes is not None:
+            values["label_agreement"] = label_agreement(store.label_codes, order, seed=seed)
+        rep = ctx.record("order").get("repeats")
+        if rep:
+            values["repeats"] = rep
+        write_json(ctx.path("metrics.json"), values)
+        return {"values": values}

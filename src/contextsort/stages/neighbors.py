@@ -1,0 +1,105 @@
+"""neighbors: the kNN graph. The dense cosine kNN (FAISS) always, since dedup needs it; with
+--similarity lexical or hybrid also the traversal graph of that signal (similarity.py).
+Partitioned runs search one partition (plus --spill neighbouring ones) per task."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..atomic import save_npy
+from ..corpus import DocStore
+from ..distributed.partition import PartitionParams, partitioned_knn
+from ..neighbors import knn_graph
+from ..pipeline import RunContext, Stage
+from ..progress import log, progress
+from .embed import load_embeddings, load_valid
+from .partition import load_partitions
+
+
+def drop_invalid(ids: np.ndarray, sims: np.ndarray, valid: np.ndarray) -> None:
+    """Documents with no usable embedding take part in no edge (in place)."""
+    bad = ~np.asarray(valid, dtype=bool)
+    if bad.any():
+        ids[bad] = -1
+        hit = np.isin(ids, np.flatnonzero(bad))
+        ids[hit] = -1
+        sims[ids < 0] = 0
+
+
+class NeighborsStage(Stage):
+    name = "neighbors"
+    reads = ("knn", "similarity", "seed")
+    consumes = ("embeddings", "store", "partitions")
+
+    def produces(self, cfg):
+        files = ["knn_ids.npy", "knn_sims.npy"]
+        if cfg.similarity.similarity != "dense":
+            files += ["dedup_ids.npy", "dedup_sims.npy"]  # the dense kNN, for dedup
+        return {"knn": files}
+
+    def key(self, ctx: RunContext) -> object:
+        return {"spill": ctx.cfg.engine.spill} if load_partitions_declared(ctx) else None
+
+    def run(self, ctx: RunContext) -> dict:
+        cfg = ctx.cfg
+        emb, valid = load_embeddings(ctx), load_valid(ctx)
+        n = emb.shape[0]
+        t0 = time.perf_counter()
+        parts = load_partitions(ctx)
+        if parts is not None:
+            params = PartitionParams(k=cfg.knn.k, index=cfg.knn.index, nprobe=cfg.knn.nprobe, seed=cfg.seed,
+                                     spill=cfg.engine.spill)
+            with progress(parts.count, "neighbors", unit="partition") as bar:
+                def mapper(fn, args):
+                    for item in ctx.engine.map(fn, args):
+                        bar.update(1)
+                        yield item
+                ids, sims, info = partitioned_knn(emb, valid, parts, params, mapper)
+            info = {"index": f"partitioned:{cfg.knn.index}", "k": int(ids.shape[1]), **info}
+        else:
+            with progress(n, "neighbors") as bar:
+                ids, sims, kinfo = knn_graph(np.asarray(emb), k=cfg.knn.k, index=cfg.knn.index, seed=1234 + cfg.seed,
+                                             nprobe=cfg.knn.nprobe, progress=bar.update)
+            info = {"index": kinfo.index, "k": kinfo.k, "params": kinfo.params}
+        drop_invalid(ids, sims, valid)
+        dense_seconds = time.perf_counter() - t0
+        sim = cfg.similarity
+        if sim.similarity == "dense":
+            save_npy(ctx.path("knn_ids.npy"), ids)
+            save_npy(ctx.path("knn_sims.npy"), sims)
+            return {**info, "similarity": "dense"}
+        t = time.perf_counter()
+        t_ids, t_sims, sinfo = self.signal_graph(ctx, emb, ids, sims)
+        drop_invalid(t_ids, t_sims, valid)
+        save_npy(ctx.path("dedup_ids.npy"), ids)
+        save_npy(ctx.path("dedup_sims.npy"), sims)
+        save_npy(ctx.path("knn_ids.npy"), t_ids)
+        save_npy(ctx.path("knn_sims.npy"), t_sims)
+        return {**info, "similarity": sinfo.similarity, "similarity_params": sinfo.params,
+                "dense_seconds": round(dense_seconds, 3), "similarity_seconds": round(time.perf_counter() - t, 3)}
+
+    @staticmethod
+    def signal_graph(ctx: RunContext, emb, ids, sims):
+        """Lexical / hybrid traversal graph over every document (texts read once, in batches)."""
+        from ..similarity import similarity_graph
+
+        sim = ctx.cfg.similarity
+        store = DocStore(ctx.path("store"))
+        n, bs = len(store), 4096
+        log.info(f"[neighbors] {sim.similarity} similarity over {n} documents")
+        with progress(n, "lexical", unit="doc") as bar:
+            def texts():
+                for s in range(0, n, bs):
+                    batch = store.texts(s, min(n, s + bs))
+                    bar.update(len(batch))
+                    yield from batch
+            return similarity_graph(sim.similarity, np.asarray(emb), texts(), ctx.cfg.knn.k, weighting=sim.lexical,
+                                    weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims))
+
+
+def load_partitions_declared(ctx: RunContext) -> bool:
+    from .partition import uses_partitions
+
+    return uses_partitions(ctx.cfg)
