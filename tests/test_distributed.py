@@ -94,16 +94,11 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
 
 
 def test_cli_engine_options():
-    import argparse
 
     from contextsort import cli
 
-    p = argparse.ArgumentParser()
-    cli._add_pipeline_options(p)
-    if hasattr(cli, "_add_pack_options"):
-        cli._add_pack_options(p)
-    config_from_args = cli.config_from_args
-    c = config_from_args(p.parse_args(["--engine", "ray", "--ray-address", "auto", "--partitions", "7", "--spill", "1", "--workers", "3"]))
+    p = cli.build_parser()
+    c = cli.config_from_args(p.parse_args(["run", "x", "-o", "y", "--engine", "ray", "--ray-address", "auto", "--partitions", "7", "--spill", "1", "--workers", "3"]))
     assert (c.engine.name, c.engine.ray_address, c.engine.partitions, c.engine.spill, c.engine.workers) == ("ray", "auto", 7, 1, 3)
 
 
@@ -117,6 +112,7 @@ def ray_local():
         yield s
 
 
+@pytest.mark.ray
 def test_ray_run_on_bbc_matches_single_machine(tmp_path, ray_local, bbc_path):
     """Ray engine on BBC: counts add up, a valid permutation, quality within 5% of single-machine."""
     import contextsort
@@ -125,8 +121,7 @@ def test_ray_run_on_bbc_matches_single_machine(tmp_path, ray_local, bbc_path):
     from contextsort.metrics import label_agreement, path_weight
 
     cfg = Config()
-    if hasattr(cfg, "similarity"):  # partitions are built on the dense cosine: compare like with like
-        cfg.similarity.similarity = "dense"
+    cfg.similarity.similarity = "dense"  # partitions are built on the dense cosine: compare like with like
     single_run = contextsort.run([bbc_path], tmp_path / "single", cfg)
     cfg.engine.name = "ray"
     cfg.engine.partitions = 4
@@ -138,7 +133,7 @@ def test_ray_run_on_bbc_matches_single_machine(tmp_path, ray_local, bbc_path):
     dup_of = np.load(tmp_path / "ray" / "dup_of.npy")
     valid = np.load(tmp_path / "ray" / "embed_valid.npy")
     assert np.array_equal(np.sort(res.order), np.flatnonzero(valid & (dup_of < 0)))
-    # Ray Data embedding gives the same vectors as the in-process loop
+    # embedding batches run as Ray tasks give the same vectors as the in-process loop
     assert np.array_equal(np.load(tmp_path / "ray" / "embeddings.npy"), np.load(single_run.run_dir / "embeddings.npy"))
     # quality, both orders scored on the single-machine kNN graph and labels
     single = single_run.run_dir
@@ -236,12 +231,14 @@ def test_parallel_write_equals_local_on_mixed_records(tmp_path, monkeypatch):
     assert [r["position"] for r in rows] == list(range(37)) and [r["id"] for r in rows] == [f"d{i}" for i in order]
 
 
+@pytest.mark.ray
 def test_ray_parallel_write_equals_local(tmp_path, ray_local, bbc_path, monkeypatch):
     """Ray tasks write the shards of a BBC subset; the assembled files equal the local writer's (BATCH shrunk to 64)."""
     from contextsort import formats
     from contextsort.formats import write_ordered
 
     monkeypatch.setattr(formats, "BATCH", 64)
+    from contextsort.engines.ray import RayEngine
     from contextsort.formats.parallel import write_ordered_parallel
 
     store = _bbc_store(tmp_path, bbc_path, 500)
@@ -249,7 +246,7 @@ def test_ray_parallel_write_equals_local(tmp_path, ray_local, bbc_path, monkeypa
     a, b = tmp_path / "local", tmp_path / "ray"
     a.mkdir(), b.mkdir()
     write_ordered(a, store, order, ["jsonl", "parquet"], "label")
-    files, info = write_ordered_parallel(b, store, order, ["jsonl", "parquet"], "label", ray_local.mapper(), rows_per_part=130)
+    files, info = write_ordered_parallel(b, store, order, ["jsonl", "parquet"], "label", RayEngine().map, rows_per_part=130)
     assert info["parts"] == 3  # 130 rows -> 192
     assert info["phase_seconds"]["parquet_parts_rewritten"] == 0  # uniform records: one pass per shard
     assert_same_outputs(a, b)

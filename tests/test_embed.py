@@ -11,7 +11,7 @@ import pytest
 from contextsort.config import Config
 from contextsort.embed import EmbedderUnavailable, get_embedder
 from contextsort.embed.batched import encode_to_memmap, length_order, partial_paths
-from contextsort.runner import Runner
+import contextsort
 
 from conftest import write_jsonl
 
@@ -152,18 +152,18 @@ def test_runner_embed_stage_resumes_after_crash(tmp_path, monkeypatch):
 
     src = _corpus(tmp_path)
     monkeypatch.setattr(E, "get_embedder", lambda spec, **kw: FakeEmbedder())
-    ref = Runner([src], tmp_path / "ref", _cfg(batch_size=16, dtype="float16"), quiet=True).run()
+    ref = contextsort.run([src], tmp_path / "ref", _cfg(batch_size=16, dtype="float16"))
     assert ref.manifest["stages"]["embed"]["resumed_batches"] == 0
 
     crashing = FakeEmbedder(fail_after=3)
     monkeypatch.setattr(E, "get_embedder", lambda spec, **kw: crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        Runner([src], tmp_path / "run", _cfg(batch_size=16, dtype="float16"), quiet=True).run()
+        contextsort.run([src], tmp_path / "run", _cfg(batch_size=16, dtype="float16"))
     assert "embed" not in json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
 
     second = FakeEmbedder()
     monkeypatch.setattr(E, "get_embedder", lambda spec, **kw: second)
-    res = Runner([src], tmp_path / "run", _cfg(batch_size=16, dtype="float16"), quiet=True).run()
+    res = contextsort.run([src], tmp_path / "run", _cfg(batch_size=16, dtype="float16"))
     st = res.manifest["stages"]["embed"]
     assert st["resumed_batches"] == 3 and st["dtype"] == "float16" and st["batch_size"] == 16
     assert sum(map(len, second.batches)) == 120 - 3 * 16
@@ -177,11 +177,11 @@ def test_dtype_change_recomputes_embeddings(tmp_path, monkeypatch):
 
     src = _corpus(tmp_path, 40)
     monkeypatch.setattr(E, "get_embedder", lambda spec, **kw: FakeEmbedder())
-    Runner([src], tmp_path / "r", _cfg(dtype="float32"), quiet=True).run()
-    res = Runner([src], tmp_path / "r", _cfg(dtype="float16"), quiet=True).run()
+    contextsort.run([src], tmp_path / "r", _cfg(dtype="float32"))
+    res = contextsort.run([src], tmp_path / "r", _cfg(dtype="float16"))
     assert "embed" not in res.skipped
     assert np.load(tmp_path / "r" / "embeddings.npy").dtype == np.float16
-    res = Runner([src], tmp_path / "r", _cfg(dtype="float16", batch_size=3), quiet=True).run()
+    res = contextsort.run([src], tmp_path / "r", _cfg(dtype="float16", batch_size=3))
     assert "embed" in res.skipped  # batch size does not change what is computed
 
 
@@ -190,7 +190,7 @@ def test_unloadable_model_fails_before_any_work(tmp_path):
     cfg = _cfg()
     cfg.embed.embedder = f"model2vec:{tmp_path / 'no_such_model'}"
     with pytest.raises(EmbedderUnavailable):
-        Runner([src], tmp_path / "run", cfg, quiet=True).run()
+        contextsort.run([src], tmp_path / "run", cfg)
     assert not (tmp_path / "run" / "store").exists(), "ingest ran before the embedder was checked"
 
 
@@ -211,18 +211,13 @@ def test_bad_specs(spec):
 
 
 def test_cli_options_reach_config():
-    import argparse
 
     from contextsort import cli
 
-    p = argparse.ArgumentParser()
-    cli._add_pipeline_options(p)
-    if hasattr(cli, "_add_pack_options"):
-        cli._add_pack_options(p)
-    config_from_args = cli.config_from_args
-    c = config_from_args(p.parse_args(["--device", "cpu", "--batch-size", "8", "--embed-dtype", "float16"]))
+    p = cli.build_parser()
+    c = cli.config_from_args(p.parse_args(["run", "x", "-o", "y", "--device", "cpu", "--batch-size", "8", "--embed-dtype", "float16"]))
     assert (c.embed.device, c.embed.batch_size, c.embed.dtype) == ("cpu", 8, "float16")
-    c = config_from_args(p.parse_args([]))
+    c = cli.config_from_args(p.parse_args(["run", "x", "-o", "y"]))
     assert (c.embed.device, c.embed.batch_size, c.embed.dtype) == ("auto", None, "float32")
 
 
@@ -264,11 +259,11 @@ def test_reused_embeddings_need_no_model(tmp_path, monkeypatch):
 
     src = _corpus(tmp_path, 30)
     monkeypatch.setattr(E, "get_embedder", lambda spec, **kw: FakeEmbedder())
-    Runner([src], tmp_path / "r", _cfg(), quiet=True).run()
+    contextsort.run([src], tmp_path / "r", _cfg())
 
     def unavailable(spec, **kw):
         raise EmbedderUnavailable("offline")
 
     monkeypatch.setattr(E, "get_embedder", unavailable)
-    res = Runner([src], tmp_path / "r", _cfg(), quiet=True).run()
+    res = contextsort.run([src], tmp_path / "r", _cfg())
     assert "embed" in res.skipped

@@ -120,7 +120,7 @@ def test_model2vec_static_model_from_disk(tmp_path, model_path):
 def test_run_with_sentence_transformers_on_bbc_subset(tmp_path, bbc_path, model_path):
     """End to end through the runner: a real neural model orders real news by topic."""
     from contextsort.config import Config
-    from contextsort.runner import Runner
+    import contextsort
 
     import shutil
 
@@ -133,7 +133,7 @@ def test_run_with_sentence_transformers_on_bbc_subset(tmp_path, bbc_path, model_
     cfg.embed.embedder = f"sentence-transformers:{model_path}"
     cfg.embed.device = "cpu"
     cfg.output.formats = ["jsonl"]
-    res = Runner([sub], tmp_path / "run", cfg, quiet=True).run()
+    res = contextsort.run([sub], tmp_path / "run", cfg)
     st = res.manifest["stages"]["embed"]
     assert st["dim"] == 384 and st["device"] == "cpu" and st["batch_size"] == 32
     la = res.metrics["label_agreement"]

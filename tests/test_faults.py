@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 import contextsort
 from contextsort.config import Config
-from contextsort.runner import RunError, Runner
+from contextsort.errors import RunError
+from contextsort.stages.ingest import IngestStage
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 OUTPUTS = ("ordered.jsonl", "ordered.parquet", "removed.jsonl")
@@ -201,7 +202,7 @@ def test_parquet_without_text_column(tmp_path, articles):
 def test_zero_documents_is_a_clear_error(tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_text("")
-    with pytest.raises(RunError, match="no usable documents"):
+    with pytest.raises(contextsort.InputError, match="no usable documents"):
         contextsort.run([path], tmp_path / "run")
     p = cli("run", str(path), "-o", str(tmp_path / "run2"), "-q")
     assert p.returncode == 2 and "no usable documents" in p.stderr
@@ -276,14 +277,14 @@ def test_nan_and_zero_embeddings_are_rejected_with_reason(tmp_path, articles, mo
 def test_accounting_mismatch_is_an_error(tmp_path, articles, monkeypatch):
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(jsonl_lines(articles[:5])) + "\n")
-    real = Runner._ingest
+    real = IngestStage.run
 
-    def lossy(self):
-        out = real(self)
+    def lossy(self, ctx):
+        out = real(self, ctx)
         out["records_read"] += 1  # pretend one record vanished
         return out
 
-    monkeypatch.setattr(Runner, "_ingest", lossy)
+    monkeypatch.setattr(IngestStage, "run", lossy)
     with pytest.raises(RunError, match="do not add up"):
         contextsort.run([path], tmp_path / "run")
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -359,7 +360,7 @@ def test_changed_input_invalidates_only_what_it_affects(tmp_path, articles):
     # same content, new mtime: re-read, but the embeddings and everything after are reused
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
     res = contextsort.run([path], tmp_path / "run")
-    assert res.skipped == ["embed", "neighbors", "dedup", "order", "write"]
+    assert res.skipped == ["embed", "neighbors", "dedup", "order", "metrics", "write"]
     # changed content: everything after ingest is recomputed
     path.write_text("\n".join(jsonl_lines(articles[:31])) + "\n")
     res = contextsort.run([path], tmp_path / "run")

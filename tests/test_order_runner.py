@@ -85,4 +85,4 @@ def test_knn_baseline_output_repeats_documents_and_says_how_often(tmp_path, smal
 def test_cli_rejects_an_unknown_order(tmp_path, small_corpus, capsys):
     rc = main(["run", str(small_corpus), "-o", str(tmp_path / "r"), "--order", "nope", "-q"])
     assert rc == 2
-    assert "unknown --order 'nope'" in capsys.readouterr().err
+    assert "--order must be one of cluster, edge, improved, knn, paper, random, release, got 'nope'" in capsys.readouterr().err

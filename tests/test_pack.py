@@ -496,19 +496,16 @@ def test_cli_pack(small_run, tmp_path, capsys):
 
 
 def test_cli_run_options_reach_the_config():
-    import argparse
 
-    from contextsort.cli import _add_pack_options, _add_pipeline_options, config_from_args
+    from contextsort.cli import build_parser, config_from_args
 
-    p = argparse.ArgumentParser()
-    _add_pipeline_options(p)
-    _add_pack_options(p)
-    a = p.parse_args(["--context-length", "4096", "--tokenizer", "tiktoken:cl100k_base", "--pack-mode", "boundary",
+    p = build_parser()
+    a = p.parse_args(["run", "x", "-o", "y", "--context-length", "4096", "--tokenizer", "tiktoken:cl100k_base", "--pack-mode", "boundary",
                       "--pack-format", "parquet", "--bos", "--drop-last", "--shard-size", "1GB", "--pack-seed", "3"])
     c = config_from_args(a).pack
     assert (c.context_length, c.tokenizer, c.mode, c.formats, c.bos, c.drop_last, c.shard_size, c.seed) == (
         4096, "tiktoken:cl100k_base", "boundary", ["parquet"], True, True, "1GB", 3)
-    a = p.parse_args([])
+    a = p.parse_args(["run", "x", "-o", "y"])
     assert config_from_args(a).pack.context_length is None
 
 

@@ -191,7 +191,7 @@ def _jsonl(path: Path, texts, labels, ids) -> Path:
 
 def test_runner_hybrid_and_lexical(tmp_path, bbc_subset):
     """Each signal gives a valid order; dedup is the same under every signal (dense cosine); reruns are identical."""
-    from contextsort.runner import Runner
+    import contextsort
 
     texts, labels, ids = bbc_subset
     n = 200
@@ -201,7 +201,7 @@ def test_runner_hybrid_and_lexical(tmp_path, bbc_subset):
         cfg = Config()
         cfg.output.formats = ["jsonl"]
         cfg.similarity.similarity = sim
-        res = Runner([src], tmp_path / sim, cfg, quiet=True).run()
+        res = contextsort.run([src], tmp_path / sim, cfg)
         assert res.counts["adds_up"]
         assert res.counts["duplicates"] >= 3  # the planted copies
         kept = np.flatnonzero(np.load(tmp_path / sim / "dup_of.npy") < 0)
@@ -212,7 +212,7 @@ def test_runner_hybrid_and_lexical(tmp_path, bbc_subset):
         if sim != "dense":
             assert not np.array_equal(np.load(tmp_path / sim / "knn_sims.npy"), np.load(tmp_path / sim / "dedup_sims.npy"))
         # rerun from scratch in another directory: identical order
-        again = Runner([src], tmp_path / (sim + "2"), cfg, quiet=True).run()
+        again = contextsort.run([src], tmp_path / (sim + "2"), cfg)
         assert np.array_equal(again.order, res.order)
     assert np.array_equal(dup_of["dense"], dup_of["lexical"])
     assert np.array_equal(dup_of["dense"], dup_of["hybrid"])
@@ -221,13 +221,13 @@ def test_runner_hybrid_and_lexical(tmp_path, bbc_subset):
     cfg = Config()
     cfg.output.formats = ["jsonl"]
     cfg.similarity.similarity = "lexical"
-    res = Runner([src], tmp_path / "hybrid", cfg, quiet=True).run()
+    res = contextsort.run([src], tmp_path / "hybrid", cfg)
     assert "embed" in res.skipped and "neighbors" not in res.skipped
     assert np.array_equal(res.order, orders["lexical"])
 
 
 def test_runner_tfidf_embedder(tmp_path, bbc_subset):
-    from contextsort.runner import Runner
+    import contextsort
 
     texts, labels, ids = bbc_subset
     src = _jsonl(tmp_path / "bbc.jsonl", texts[:150], labels[:150], ids[:150])
@@ -235,7 +235,7 @@ def test_runner_tfidf_embedder(tmp_path, bbc_subset):
     cfg.output.formats = ["jsonl"]
     cfg.embed.embedder = "tfidf:32"
     cfg.similarity.similarity = "dense"
-    res = Runner([src], tmp_path / "run", cfg, quiet=True).run()
+    res = contextsort.run([src], tmp_path / "run", cfg)
     assert res.counts["adds_up"]
     assert res.manifest["stages"]["embed"]["embedder"] == "tfidf:32"
     assert res.metrics["label_agreement"]["ordered"] > res.metrics["label_agreement"]["random"]

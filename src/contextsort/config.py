@@ -19,6 +19,10 @@ from .errors import ConfigError
 # --------------------------------------------------------------------------------------
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class Interval:
     """A number of type `kind` in [lo, hi] (`closed`: both, left, right, neither; None: unbounded)."""
@@ -36,11 +40,11 @@ class Interval:
         if self.lo is not None and self.hi is not None:
             lb = "[" if left == ">=" else "("
             rb = "]" if right == "<=" else ")"
-            out = f"{what} in {lb}{self.lo:g}, {self.hi:g}{rb}"
+            out = f"{what} in {lb}{_num(self.lo)}, {_num(self.hi)}{rb}"
         elif self.lo is not None:
-            out = f"{what} {left} {self.lo:g}"
+            out = f"{what} {left} {_num(self.lo)}"
         elif self.hi is not None:
-            out = f"{what} {right} {self.hi:g}"
+            out = f"{what} {right} {_num(self.hi)}"
         else:
             out = what
         return out + (f" {self.note}" if self.note else "")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from .atomic import remove_stale_tmp
 from .config import Config, fingerprint
 from .errors import RunError
@@ -51,7 +53,11 @@ class Stage:
         """Called before any stage runs, only when this stage is going to run (load a model early)."""
 
     def run(self, ctx: "RunContext") -> dict:
-        """Write the produced files; return what the manifest records (JSON-able)."""
+        """Write the produced files; return what the manifest records (JSON-able).
+
+        Two keys are for the runner: "artifact_fingerprints" ({artifact: content hash}) and
+        "extra_files" (files whose names are known only after running, e.g. shards).
+        """
         raise NotImplementedError
 
 
@@ -118,8 +124,10 @@ class Runner:
 
     def _fresh(self, stage: Stage, fp: str) -> bool:
         rec = self.manifest["stages"].get(stage.name)
-        files = [f for fs in stage.produces(self.cfg).values() for f in fs]
-        return bool(rec and rec.get("fingerprint") == fp and all(self.ctx.path(f).exists() for f in files))
+        if not rec or rec.get("fingerprint") != fp:
+            return False
+        files = [f for fs in stage.produces(self.cfg).values() for f in fs] + rec.get("files", [])
+        return all(self.ctx.path(f).exists() for f in files)
 
     def run(self) -> RunResult:
         t_all = time.perf_counter()
@@ -140,8 +148,6 @@ class Runner:
                 self._run_stage(stage, fp)
             artifact_fps.update(self.manifest["stages"][stage.name]["artifacts"])
         self._finish(t_all)
-        import numpy as np
-
         return RunResult(self.dir.path, self.manifest, np.load(self.ctx.path("order.npy")), list(self.skipped))
 
     def _runnable(self) -> list[Stage]:
@@ -149,17 +155,16 @@ class Runner:
 
     def _prepare(self, keys: dict) -> None:
         """Let the stages that will run fail early (a model that cannot load), assuming
-        each artifact keeps the fingerprint it had in the previous run."""
+        each artifact keeps the fingerprint it had in the previous run (a rerun of ingest
+        usually leaves the store's content fingerprint as it was)."""
         fps: dict[str, str] = {}
-        stale = False
         for stage in self.stages:
             rec = self.manifest["stages"].get(stage.name, {})
             if stage.name not in keys:  # not run now: its artifacts stay as recorded
                 fps.update(rec.get("artifacts", {}))
                 continue
             fp = self._fingerprint(stage, fps, keys[stage.name])
-            stale = stale or not self._fresh(stage, fp)
-            if stale:
+            if not self._fresh(stage, fp):
                 stage.prepare(self.ctx)
             produced = stage.produces(self.cfg)
             fps.update({a: rec.get("artifacts", {}).get(a, fp) for a in produced})
@@ -171,13 +176,13 @@ class Runner:
         produced = stage.produces(self.cfg)
         content_fps = info.pop("artifact_fingerprints", {})
         artifacts = {a: content_fps.get(a, fp) for a in produced}
-        files = [f for fs in produced.values() for f in fs]
+        files = [f for fs in produced.values() for f in fs] + info.pop("extra_files", [])
         old = self.manifest["stages"].get(stage.name, {}).get("files", [])
         for f in old:
             if f not in files:
                 self.dir.remove(f)
         crash_point(f"{stage.name}:before-commit")
-        nodes = self.engine.node_ids() if hasattr(self.engine, "node_ids") else []
+        nodes = self.engine.take_node_ids()
         self.manifest["stages"][stage.name] = {"fingerprint": fp, "seconds": round(secs, 3), "artifacts": artifacts,
                                                "files": files, "engine": self.engine.name, "node_ids": nodes, **info}
         self.dir.write_manifest(self.manifest)
@@ -202,6 +207,7 @@ class Runner:
         if "pack" in st:
             metrics["pack"] = st["pack"]["summary"]
         self.manifest["metrics"] = metrics
+        self.manifest["input_fingerprint"] = st["ingest"].get("input_fingerprint")
         self.manifest["seconds_total"] = round(time.perf_counter() - t_all, 3)
         self.dir.write_manifest(self.manifest)
         if not counts["adds_up"]:

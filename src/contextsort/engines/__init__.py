@@ -6,7 +6,7 @@ Every engine offers the same few operations, and stages call only these:
   task (a batch of documents to embed, a partition to search or walk, a shard to write)
   and yield `(index, result)`; `ordered=True` yields in submission order.
 - `workers()`: how many tasks can usefully run at once.
-- `node_ids()`: the nodes that ran this engine's tasks so far (for the manifest).
+- `take_node_ids()`: the nodes that ran tasks since the last call (recorded per stage in the manifest).
 - `close()`: release what the engine started.
 
 `LocalEngine` runs tasks in this process, one after another; `RayEngine` runs them as

@@ -16,7 +16,7 @@ class LocalEngine:
     def workers(self) -> int:
         return 1
 
-    def node_ids(self) -> list[str]:
+    def take_node_ids(self) -> list[str]:
         return [f"local:{socket.gethostname()}"]
 
     def close(self) -> None:

@@ -144,8 +144,13 @@ class RayEngine:
             collect()
             yield from emit()
 
-    def node_ids(self) -> list[str]:
-        return sorted(self._nodes)
+    def take_node_ids(self) -> list[str]:
+        """Nodes that ran tasks since the last call (the driver's node when none did)."""
+        nodes = sorted(self._nodes)
+        self._nodes.clear()
+        if not nodes and self.session.ray is not None and self.session.ray.is_initialized():
+            nodes = [self.session.ray.get_runtime_context().get_node_id()]
+        return nodes
 
     def close(self) -> None:
         self.session.close()

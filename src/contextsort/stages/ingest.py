@@ -32,7 +32,7 @@ class IngestStage(Stage):
 
     def key(self, ctx: RunContext) -> object:
         # the inputs' content (not their mtime): an edit that keeps size and mtime is still seen
-        return fingerprint_inputs([str(p) for p in ctx.inputs])
+        return ctx.cached("input_fingerprint", lambda: fingerprint_inputs([str(p) for p in ctx.inputs]))
 
     def run(self, ctx: RunContext) -> dict:
         cfg = ctx.cfg.input
@@ -58,5 +58,5 @@ class IngestStage(Stage):
                              + (f": {why}" if why else "") + ")")
         if rejects:
             log.info(f"[ingest] {len(rejects)} of {n} records rejected (see rejects.jsonl / removed.jsonl)")
-        return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash,
+        return {"input_fingerprint": self.key(ctx), "records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash,
                 "artifact_fingerprints": {"store": writer.content_hash, "rejects": file_digest(ctx.path("rejects.jsonl"))}}

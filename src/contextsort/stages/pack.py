@@ -77,7 +77,7 @@ class PackStage(Stage):
                 tokenizer_info={"pad_id": tok.pad_id}, progress=bar.update,
             )
         files = [f"packed/{f}" for fs in info["files"].values() for f in fs]
-        return {"contexts": info["counts"]["contexts"], "shards": info["shards"], "packed_files": files,
+        return {"contexts": info["counts"]["contexts"], "shards": info["shards"], "extra_files": files,
                 "summary": pack_summary(info), "options": {k: v for k, v in asdict(pc).items()}}
 
 
