@@ -34,12 +34,14 @@ def cached_embedder(spec: str, options: dict):
     return _EMBEDDERS[key]
 
 
-def embed_rows(store_dir: str, spec: str, options: dict, rows: np.ndarray) -> np.ndarray:
-    """A task: the vectors of the stored documents at `rows` (runs on any worker)."""
-    store = _STORES.get(store_dir)
+def embed_rows(store_dir: str, content: str, spec: str, options: dict, rows: np.ndarray) -> np.ndarray:
+    """A task: the vectors of the stored documents at `rows` (runs on any worker).
+    `content` (the store's content hash) keys the worker's cached store."""
+    key = store_dir + "|" + content
+    store = _STORES.get(key)
     if store is None:
         _STORES.clear()
-        store = _STORES[store_dir] = DocStore(store_dir)
+        store = _STORES[key] = DocStore(store_dir)
     return cached_embedder(spec, options).encode([store.text(int(i)) for i in rows])
 
 
@@ -82,9 +84,10 @@ class EmbedStage(Stage):
             embedder.fit(store.text(i) for i in range(n))
         else:
             store_dir = str(ctx.path("store"))
+            content = ctx.record("ingest")["content_hash"]
 
             def encode_batches(batches):
-                args = ((store_dir, e.embedder, options, idx) for idx in batches)
+                args = ((store_dir, content, e.embedder, options, idx) for idx in batches)
                 return (vecs for _, vecs in ctx.engine.map(embed_rows, args, ordered=True))
 
         lengths = np.diff(store.txt_off)  # UTF-8 bytes: a cheap proxy for token count
