@@ -315,7 +315,12 @@ class Runner:
         rejects.extend(writer.close(strict=cfg.strict))  # records whose id was already used
         _write_jsonl(self.dir / "rejects.jsonl", (r.to_json() for r in rejects))
         _maybe_crash("ingest:before-commit")
-        return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash}
+        per_input = [c.to_json() for c in reader.counts]
+        for c in per_input:  # a wrong path or field name in one of several inputs must not pass unnoticed
+            if c["documents"] == 0:
+                print(f"warning: input {c['input']} yielded no document ({c['records']} records read, {c['rejected']} rejected)", file=sys.stderr)
+        return {"records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash,
+                "inputs": per_input}
 
     def _embed_fingerprint(self, content: str) -> str:
         e = self.cfg.embed
@@ -572,7 +577,7 @@ class Runner:
         if self._partitioned:
             files, extra = self._write_parallel(store, order)
         else:
-            files = write_ordered(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field, quiet=self.quiet)
+            files, extra = write_ordered(self.dir, store, order, self.cfg.output.formats, self.cfg.input.label_field, quiet=self.quiet)
         _maybe_crash("write:mid")
         # removed.jsonl: duplicates (with the id they duplicate) + rejects from ingest and embed
         removed = []
