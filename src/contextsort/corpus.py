@@ -1,8 +1,10 @@
 """Corpus readers and the on-disk document store.
 
-Readers stream records from JSONL (plain, .gz, .zst), Parquet and text folders
-(one document per .txt file). Every record is either accepted into the document
-store or rejected with file, line and reason: nothing is dropped silently.
+Readers stream records from JSONL (plain, .gz, .zst), JSON arrays, Parquet and text
+folders (one document per .txt file). Every record is either accepted into the
+document store or rejected with file, line and reason: nothing is dropped silently,
+and what ingest stores cannot fail a later stage (see docs/input.md). An input may
+name its own fields (`data.jsonl:text=content`); the reader counts each input.
 
 The document store keeps documents out of Python memory: the raw record (as one
 JSON line, all original fields kept) and its text live in two byte files with
@@ -431,6 +433,7 @@ class CorpusReader:
         return self._object(src, lineno, obj, "\\ud" in s or "\\uD" in s)
 
     def _object(self, src: str, lineno: int, obj: object, may_have_surrogates: bool) -> Record | Reject:
+        """A decoded JSON value to a Record or Reject (lone surrogates checked only where an escape was seen)."""
         if not isinstance(obj, dict):
             self.position += 1
             return self._reject(src, lineno, None, f"JSON value is a {type(obj).__name__}, not an object")
@@ -438,8 +441,8 @@ class CorpusReader:
             bad = _lone_surrogate_field(obj)
             if bad is not None:
                 self.position += 1
-                rid = obj.get(self._src_fields.get(self.id_field, self.id_field))
-                rid = None if bad == self._src_fields.get(self.id_field, self.id_field) else rid
+                id_src = self._src_fields[self.id_field]
+                rid = None if bad == id_src else obj.get(id_src)  # an id with a surrogate cannot go in the reject file
                 return self._reject(src, lineno, rid, f"field '{bad}' holds a lone surrogate escape (not valid Unicode)", bad)
         return self._make(src, lineno, obj)
 
@@ -664,6 +667,9 @@ def value_kind(v: object) -> str:
     return "str"  # str, and what the store writes as a string (bytes, dates, decimals from Parquet)
 
 
+_PLAIN_KINDS = {str: "str", type(None): "null", bool: "bool", float: "float", list: "list", dict: "dict"}
+
+
 class FieldTypes:
     """The kinds of value each top-level field holds across stored records, gathered at ingest.
 
@@ -682,11 +688,12 @@ class FieldTypes:
 
     def add(self, fields: dict) -> None:
         """Note the kind of each value of one record."""
+        all_kinds = self.kinds
         for key, value in fields.items():
-            kind = value_kind(value)
-            kinds = self.kinds.get(key)
+            kind = _PLAIN_KINDS.get(type(value)) or value_kind(value)
+            kinds = all_kinds.get(key)
             if kinds is None:
-                kinds = self.kinds[key] = set()
+                kinds = all_kinds[key] = set()
             kinds.add(kind)
             if kind in ("list", "dict") and self.nested.get(key, 0) is not None:
                 pending = self._pending.setdefault(key, [])
