@@ -190,3 +190,31 @@ def test_run_directory_that_is_a_file(tmp_path, corpus):
     f.write_text("x")
     with pytest.raises(RunDirError, match="not a directory"):
         contextsort.run([corpus], f)
+
+
+def test_run_directory_inside_an_input_folder_is_never_read(tmp_path, corpus):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "in.jsonl").write_bytes(corpus.read_bytes())
+    reads = []
+    for _ in range(3):
+        res = contextsort.run([folder], folder / "run")
+        reads.append(res.counts["records_read"])
+    assert reads[0] == reads[1] == reads[2] == len(corpus.read_text().splitlines())
+    assert "ingest" in res.skipped  # its own outputs do not even change the input fingerprint
+
+
+def test_an_input_that_yields_nothing_is_warned_about(tmp_path, corpus):
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"content": "a text under another field name"}) + "\n")
+    p = cli("run", str(corpus), str(other), "-o", str(tmp_path / "run"), "-q")
+    assert p.returncode == 0, p.stderr
+    assert f"{other}: no usable document" in p.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    per_input = {c["input"]: c for c in manifest["stages"]["ingest"]["inputs"]}
+    assert per_input[str(other)]["documents"] == 0 and per_input[str(other)]["rejected"] == 1
+    # the rejected record says which fields it has
+    removed = [json.loads(x) for x in (tmp_path / "run" / "removed.jsonl").read_text().splitlines()]
+    assert any("content" in r["reason"] for r in removed if r.get("source") == str(other))
+    p = cli("run", str(corpus), str(other), "-o", str(tmp_path / "strict"), "-q", "--strict")
+    assert p.returncode == 2

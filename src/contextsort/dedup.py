@@ -1,10 +1,12 @@
-"""Near-duplicate removal on the kNN graph (the paper's semantic dedup).
+"""Near-duplicate removal on the kNN graph (the paper's semantic dedup), without chaining.
 
-Two documents are near-duplicates when their cosine similarity is at least
-`threshold` (an edge of the kNN graph), or when their whitespace- and
-case-normalised texts hash equal. Near-duplicates form groups (connected
-components); the first document of a group in input order is kept, the others
-are removed and point to it.
+Documents are walked in input order, as in SemDeDup: a document is kept unless it
+is at least `threshold` similar (an edge of the kNN graph, in either document's
+list) to an already kept document, in which case it is removed and names the most
+similar such kept document. Exact copies (equal whitespace- and case-normalised text
+hashes) name the first kept copy. So every removed document is within the threshold
+of the kept document it names (or is an exact copy of it, or of a document that is):
+removals never chain through a series of documents that drift away from the original.
 """
 
 from __future__ import annotations
@@ -16,53 +18,79 @@ DEFAULT_THRESHOLD = 0.97  # see README "Choosing the dedup threshold" for the me
 
 
 @nb.njit(cache=True)
-def _find(parent, x):
-    root = x
-    while parent[root] != root:
-        root = parent[root]
-    while parent[x] != root:
-        nxt = parent[x]
-        parent[x] = root
-        x = nxt
-    return root
-
-
-@nb.njit(cache=True)
-def _union(parent, a, b):
-    ra = _find(parent, a)
-    rb = _find(parent, b)
-    if ra == rb:
-        return
-    # the smaller index becomes the root: the root is the first document in input order
-    if ra < rb:
-        parent[rb] = ra
-    else:
-        parent[ra] = rb
-
-
-@nb.njit(cache=True)
-def _dup_components(ids, sims, threshold, hash_order, hashes, valid):
+def _similar_edges(ids, sims, threshold, valid):
+    """CSR (indptr, nbr, w) of the undirected edges at or above the threshold between valid documents."""
     n, k = ids.shape
-    parent = np.arange(n)
+    deg = np.zeros(n + 1, np.int64)
     for i in range(n):
         if not valid[i]:
             continue
         for j in range(k):
             t = ids[i, j]
-            if t >= 0 and t != i and valid[t] and sims[i, j] >= threshold:
-                _union(parent, i, t)
-    # exact text duplicates: equal hashes are adjacent in hash_order
-    for p in range(1, len(hash_order)):
-        a = hash_order[p - 1]
-        b = hash_order[p]
-        if hashes[a] == hashes[b] and valid[a] and valid[b]:
-            _union(parent, a, b)
-    dup_of = np.full(n, -1, np.int64)
+            if t >= 0 and t != i and t < n and valid[t] and sims[i, j] >= threshold:
+                deg[i + 1] += 1
+                deg[t + 1] += 1
     for i in range(n):
-        r = _find(parent, i)
-        if r != i:
-            dup_of[i] = r
+        deg[i + 1] += deg[i]
+    fill = deg[:-1].copy()
+    nbr = np.empty(deg[n], np.int64)
+    w = np.empty(deg[n], np.float32)
+    for i in range(n):
+        if not valid[i]:
+            continue
+        for j in range(k):
+            t = ids[i, j]
+            if t >= 0 and t != i and t < n and valid[t] and sims[i, j] >= threshold:
+                nbr[fill[i]] = t
+                w[fill[i]] = sims[i, j]
+                fill[i] += 1
+                nbr[fill[t]] = i
+                w[fill[t]] = sims[i, j]
+                fill[t] += 1
+    return deg, nbr, w
+
+
+@nb.njit(cache=True)
+def _keep_in_order(indptr, nbr, w, first_copy, valid):
+    """The SemDeDup walk: dup_of[i] = kept document i duplicates, -1 when kept."""
+    n = len(indptr) - 1
+    dup_of = np.full(n, -1, np.int64)
+    kept = np.zeros(n, np.bool_)
+    for i in range(n):
+        if not valid[i]:
+            continue
+        r = first_copy[i]
+        if r != i:  # an exact copy of an earlier document: name that one, or what it names
+            dup_of[i] = r if kept[r] else dup_of[r]
+            continue
+        best = -1
+        best_w = np.float32(0.0)
+        for e in range(indptr[i], indptr[i + 1]):
+            t = nbr[e]
+            if t < i and kept[t] and (best < 0 or w[e] > best_w or (w[e] == best_w and t < best)):
+                best = t
+                best_w = w[e]
+        if best >= 0:
+            dup_of[i] = best
+        else:
+            kept[i] = True
     return dup_of
+
+
+def first_copies(text_hash: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
+    """int64 [N]: the first valid document (in input order) with the same text hash; itself when none."""
+    n = len(valid)
+    first = np.arange(n, dtype=np.int64)
+    if text_hash is None or n == 0:
+        return first
+    hashes = np.asarray(text_hash, dtype=np.uint64)
+    cand = np.flatnonzero(valid)
+    order = cand[np.argsort(hashes[cand], kind="stable")]  # equal hashes adjacent, in input order
+    hs = hashes[order]
+    starts = np.r_[True, hs[1:] != hs[:-1]] if len(order) else np.empty(0, bool)
+    group_first = order[np.flatnonzero(starts)]
+    first[order] = group_first[np.cumsum(starts) - 1]
+    return first
 
 
 def find_duplicates(
@@ -74,23 +102,16 @@ def find_duplicates(
 ) -> np.ndarray:
     """dup_of int64 [N]: -1 for kept documents, else the index of the kept document it duplicates.
 
-    `valid` (bool [N]) excludes documents that must not take part (e.g. rejected).
-    A threshold above 1 disables the semantic pass (exact-text hashes still apply,
-    unless text_hash is None).
+    `ids`/`sims` are the kNN lists ([N, k], -1 = no neighbour). A removed document is at
+    least `threshold` similar to the document it names, or an exact copy (equal
+    text_hash) of it or of a removed document that is; the named document is always kept
+    and comes earlier in input order. `valid` (bool [N]) excludes documents that must
+    not take part (e.g. rejected). A threshold above 1 disables the semantic pass
+    (exact-text hashes still apply, unless text_hash is None).
     """
     n = ids.shape[0]
-    if valid is None:
-        valid = np.ones(n, dtype=np.bool_)
-    if text_hash is None:
-        hashes = np.arange(n, dtype=np.uint64)
-    else:
-        hashes = np.asarray(text_hash, dtype=np.uint64)
-    order = np.argsort(hashes, kind="stable")
-    return _dup_components(
-        np.ascontiguousarray(ids, dtype=np.int64),
-        np.ascontiguousarray(sims, dtype=np.float32),
-        np.float32(threshold),
-        order.astype(np.int64),
-        hashes,
-        np.asarray(valid, dtype=np.bool_),
+    valid = np.ones(n, dtype=np.bool_) if valid is None else np.asarray(valid, dtype=np.bool_)
+    indptr, nbr, w = _similar_edges(
+        np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(sims, dtype=np.float32), np.float32(threshold), valid
     )
+    return _keep_in_order(indptr, nbr, w, first_copies(text_hash, valid), valid)

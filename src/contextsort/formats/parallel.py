@@ -1,15 +1,12 @@
 """Parallel writing of the ordered documents (engine ray): shards serialised by workers, assembled by the driver.
 
 The order is cut into contiguous shards of a multiple of BATCH rows, so every
-shard cuts the order on the local writer's batch grid: Parquet schemas are inferred
-per batch (`batch_table`: the fields of all rows of the batch), so the same
-batches give the same schema, and row groups fall where the local writer puts them.
-Each shard is serialised by a task with the same `_rows` as `write_ordered`, in two
-rounds:
-
-1. JSONL part + the shard's Arrow schema (unified over its batches);
-2. Parquet part, written with the schema unified over all shards (the same
-   `from_pylist(rows, schema=...)` as the local writer, so values convert alike).
+shard cuts the order on the local writer's batch grid and row groups fall where the
+local writer puts them. The schema policy (`schema.output_schema`: position column,
+Parquet schema, fields written as JSON text) is decided once by the driver from what
+ingest saw, and every task writes with it, so the parts agree without a second round.
+Each shard is serialised by one task with the same `ordered_rows`, `jsonl_bytes` and
+`parquet_table` as `write_ordered`: a JSONL part and a Parquet part.
 
 The driver then concatenates the JSONL parts byte for byte (identical to the local
 file) and copies the Parquet parts' row groups into one `ordered.parquet`. Parts
@@ -20,7 +17,6 @@ the run directory must be on storage every node can write (as for embedding).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -30,7 +26,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..corpus import DocStore
-from . import DOC_FORMATS, _rows, batch_table
+from . import DOC_FORMATS, jsonl_bytes, ordered_rows, parquet_table
+from .schema import OutputSchema, output_schema
 
 PARTS_DIR = ".ordered.parts"
 
@@ -64,45 +61,27 @@ def _batch() -> int:
     return BATCH
 
 
-def jsonl_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: str | None, out: str | None,
-                pq_out: str | None, batch: int):
-    """Task, round 1: one pass over the shard's records, JSONL part and (first try) Parquet part.
-
-    Returns (rows, JSONL bytes, shard schema or None, Parquet part usable). The Parquet
-    part is kept only while every batch infers the same schema; round 2 rewrites it when
-    that failed or the schema unified over all shards differs.
-    """
+def write_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: str | None, policy: OutputSchema,
+                out: str | None, pq_out: str | None, batch: int):
+    """Task: one pass over the shard's records, writing its JSONL and/or Parquet part. Returns (rows, JSONL bytes)."""
     store = DocStore(Path(store_dir))
     m = len(part_order)
-    schema = first = None
     nbytes = 0
     fh = open(out + ".tmp", "wb") if out else None
     pw = None
-    pq_ok = pq_out is not None
     try:
+        if pq_out is not None:
+            import pyarrow.parquet as pq
+
+            pw = pq.ParquetWriter(pq_out + ".tmp", policy.schema)
         for start in range(0, m, batch):
-            rows = list(_rows(store, part_order, label_field, start, min(m, start + batch), base))
+            rows = list(ordered_rows(store, part_order, policy, label_field, start, min(m, start + batch), base))
             if fh is not None:
-                data = "".join(json.dumps(rec, ensure_ascii=False, default=str) + "\n" for rec in rows).encode("utf-8")
+                data = jsonl_bytes(rows)
                 fh.write(data)
                 nbytes += len(data)
-            if pq_out is not None:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
-                t = batch_table(rows)
-                if schema is None:
-                    schema = first = t.schema
-                    pw = pq.ParquetWriter(pq_out + ".tmp", first)
-                else:
-                    schema = pa.unify_schemas([schema, t.schema], promote_options="permissive")
-                if pq_ok and t.schema.equals(first):
-                    pw.write_table(t)
-                elif pq_ok:  # batches differ: this part is written in round 2
-                    pq_ok = False
-                    pw.close()
-                    pw = None
-                    os.remove(pq_out + ".tmp")
+            if pw is not None:
+                pw.write_table(parquet_table(rows, policy))
         if fh is not None:
             _fsync_replace(Path(out + ".tmp"), Path(out), fh)
             fh = None
@@ -115,23 +94,7 @@ def jsonl_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: 
             fh.close()
         if pw is not None:
             pw.close()
-    return m, nbytes, schema, pq_ok and m > 0
-
-
-def parquet_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: str | None, schema, out: str, batch: int) -> int:
-    """Task, round 2: write the shard's Parquet part with the unified `schema`; return its rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    store = DocStore(Path(store_dir))
-    m = len(part_order)
-    tmp = out + ".tmp"
-    with pq.ParquetWriter(tmp, schema) as w:
-        for start in range(0, m, batch):
-            rows = list(_rows(store, part_order, label_field, start, min(m, start + batch), base))
-            w.write_table(pa.Table.from_pylist(rows, schema=schema))
-    os.replace(tmp, out)
-    return m
+    return m, nbytes
 
 
 def write_ordered_parallel(
@@ -161,7 +124,9 @@ def write_ordered_parallel(
     batch = _batch()
     bounds = shard_bounds(n, workers, rows_per_part, batch)
     if not bounds or not formats:  # nothing to share out
-        return write_ordered(run_dir, store, order, formats, label_field), {"parts": 0}
+        files, info = write_ordered(run_dir, store, order, formats, label_field)
+        return files, {"parts": 0, **info}
+    policy = output_schema(store, label_field)
     parts = run_dir / PARTS_DIR
     shutil.rmtree(parts, ignore_errors=True)  # leftovers of a crashed run
     parts.mkdir()
@@ -172,13 +137,13 @@ def write_ordered_parallel(
     t = time.perf_counter()
     try:
         args = [
-            (store_dir, np.ascontiguousarray(order[a:b]), a, label_field,
+            (store_dir, np.ascontiguousarray(order[a:b]), a, label_field, policy,
              str(_part(parts, k, "jsonl")) if want_jsonl else None,
              str(_part(parts, k, "parquet")) if want_pq else None, batch)
             for k, (a, b) in enumerate(bounds)
         ]
-        got: dict[int, tuple] = dict(mapper(jsonl_shard, args))
-        t = _lap(secs, "jsonl_parts", t)
+        got: dict[int, tuple] = dict(mapper(write_shard, args))
+        t = _lap(secs, "parts", t)
         rows = [got[k][0] for k in range(len(bounds))]
         if sum(rows) != n or any(r != b - a for r, (a, b) in zip(rows, bounds)):
             raise RuntimeError(f"write: parts hold {sum(rows)} rows, the order {n}")
@@ -198,11 +163,12 @@ def write_ordered_parallel(
             written.append(path.name)
             t = _lap(secs, "jsonl_concat", t)
         if want_pq:
-            written.append(_assemble_parquet(run_dir / "ordered.parquet", parts, bounds, order, store_dir, label_field,
-                                             [got[k] for k in range(len(bounds))], mapper, batch, secs))
+            written.append(_assemble_parquet(run_dir / "ordered.parquet", parts, bounds, policy))
+            t = _lap(secs, "parquet_assemble", t)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
-    return written, {"parts": len(bounds), "rows_per_part": bounds[0][1] - bounds[0][0], "phase_seconds": secs}
+    info = policy.info() if want_pq else {"position_field": policy.position_field}
+    return written, {"parts": len(bounds), "rows_per_part": bounds[0][1] - bounds[0][0], "phase_seconds": secs, **info}
 
 
 def _lap(secs: dict, name: str, t: float) -> float:
@@ -211,26 +177,13 @@ def _lap(secs: dict, name: str, t: float) -> float:
     return now
 
 
-def _assemble_parquet(path: Path, parts: Path, bounds, order, store_dir: str, label_field, got, mapper: Mapper, batch: int, secs: dict) -> str:
-    """Round 2 (Parquet parts not already written with the unified schema), then their row groups copied into one file."""
-    import pyarrow as pa
+def _assemble_parquet(path: Path, parts: Path, bounds, policy: OutputSchema) -> str:
+    """The Parquet parts' row groups copied, in order, into one file; row counts checked."""
     import pyarrow.parquet as pq
 
-    schema = None
-    for g in got:  # in order: field order = first appearance, as in the local writer
-        schema = g[2] if schema is None else pa.unify_schemas([schema, g[2]], promote_options="permissive")
-    redo = [k for k, g in enumerate(got) if not (g[3] and g[2].equals(schema))]
-    args = [(store_dir, np.ascontiguousarray(order[bounds[k][0]:bounds[k][1]]), bounds[k][0], label_field, schema,
-             str(_part(parts, k, "parquet")), batch) for k in redo]
-    t = time.perf_counter()
-    rows = sum(r for _, r in mapper(parquet_shard, args)) + sum(got[k][0] for k in range(len(got)) if k not in set(redo))
-    t = _lap(secs, "parquet_parts", t)
-    secs["parquet_parts_rewritten"] = len(redo)
     n = bounds[-1][1]
-    if rows != n:
-        raise RuntimeError(f"write: Parquet parts hold {rows} rows, the order {n}")
     tmp = path.with_name(path.name + ".tmp")
-    with pq.ParquetWriter(tmp, schema) as w:
+    with pq.ParquetWriter(tmp, policy.schema) as w:
         for k in range(len(bounds)):
             pf = pq.ParquetFile(_part(parts, k, "parquet"))
             if pf.metadata.num_rows != bounds[k][1] - bounds[k][0]:
@@ -241,5 +194,4 @@ def _assemble_parquet(path: Path, parts: Path, bounds, order, store_dir: str, la
     if total != n:
         raise RuntimeError(f"write: ordered.parquet has {total} rows, the order {n}")
     os.replace(tmp, path)
-    _lap(secs, "parquet_assemble", t)
     return path.name

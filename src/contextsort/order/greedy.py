@@ -26,10 +26,22 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ..dedup import _find  # union-find with path compression, shared with dedup
 from ..graph import Graph
 from ..metrics import path_edge_weights
 from .paper import _paper_walk, min_degree_first
+
+
+@nb.njit(cache=True)
+def _find(parent, x):
+    """Union-find root of x, compressing the path (the matching's cycle check)."""
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
 
 
 # --------------------------------------------------------------------------- edges

@@ -69,8 +69,8 @@ class WriteStage(Stage):
                                                   ctx.engine.map, workers)
         else:
             with progress(len(order), "write") as bar:
-                files = write_ordered(ctx.run_dir.path, store, order, cfg.output.formats, cfg.input.label_field,
-                                      progress=bar.update)
+                files, extra = write_ordered(ctx.run_dir.path, store, order, cfg.output.formats, cfg.input.label_field,
+                                             progress=bar.update)
         n_removed = write_jsonl(ctx.path("removed.jsonl"), removed_rows(ctx, store, dup_of, valid))
         ingest = ctx.record("ingest")
         kept = len(np.unique(order))  # equals len(order) for every order but the repeating kNN baseline
