@@ -1,4 +1,4 @@
-"""Command line: `contextsort run`, `contextsort demo`, `contextsort pack`."""
+"""Command line: `contextsort run`, `contextsort demo`, `contextsort pack`, `contextsort report`."""
 
 from __future__ import annotations
 
@@ -196,7 +196,20 @@ def main(argv: list[str] | None = None) -> int:
     _add_pack_options(p_pack, required=True)
     p_pack.add_argument("-q", "--quiet", action="store_true", help="no progress bars or stage log")
 
+    p_report = sub.add_parser("report", help="write the HTML report of a run (RUN_DIR/report.html; needs matplotlib)")
+    p_report.add_argument("run_dir", help="a run directory made by `contextsort run`")
+    p_report.add_argument("-o", "--output", default=None, help="HTML file to write (default: RUN_DIR/report.html)")
+
     a = parser.parse_args(argv)
+    if a.command == "report":
+        from .report import ReportError, write_report
+
+        try:
+            print(write_report(a.run_dir, a.output))
+            return 0
+        except ReportError as e:
+            print(f"contextsort: error: {e}", file=sys.stderr)
+            return 2
     return _dispatch(a)
 
 
