@@ -263,7 +263,7 @@ def kv_table(items: list[tuple[str, object]]) -> str:
 def figure(plt, fig, alt: str) -> str:
     """The figure as an embedded PNG (closed afterwards)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
@@ -374,7 +374,7 @@ def summary_section(run: RunView, plt) -> str:
     stages = {k: v.get("seconds") for k, v in (m.get("stages") or {}).items() if isinstance(v, dict) and v.get("seconds") is not None}
     cols = []
     if stages:
-        fig, ax = plt.subplots(figsize=(5.2, 0.35 * len(stages) + 0.8))
+        fig, ax = plt.subplots(figsize=(5.2, 0.35 * len(stages) + 0.8), layout="constrained")
         names_ = list(stages)[::-1]
         ax.barh(names_, [stages[k] for k in names_], color="#4c72b0")
         for y, k in enumerate(names_):
@@ -425,7 +425,7 @@ def order_section(run: RunView, plt) -> str | None:
         + (f" {int((steps == 0).sum()):,} steps are jumps (no edge of the kNN graph)." if steps is not None else "")
     )]
     # rolling mean along the order, jumps as ticks
-    fig, ax = plt.subplots(figsize=(10.5, 3.0))
+    fig, ax = plt.subplots(figsize=(10.5, 3.0), layout="constrained")
     window = max(1, n // 100)
     roll = rolling_mean(s, window)
     x = np.arange(len(roll)) + window / 2
@@ -443,11 +443,11 @@ def order_section(run: RunView, plt) -> str | None:
     ax.set_xlabel("position in the order")
     ax.set_ylabel("cosine to the previous document")
     ax.set_title("similarity of consecutive documents along the order")
-    ax.legend(loc="upper right", fontsize=7, ncol=4, framealpha=0.8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7.5, ncol=4, frameon=False, markerscale=4)
     parts.append(figure(plt, fig, "similarity of consecutive documents along the order, with jumps marked"))
 
     cols = []
-    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    fig, ax = plt.subplots(figsize=(5.2, 3.0), layout="constrained")
     k = min(n, PLOT_SAMPLE)
     pick = rng.choice(n, k, replace=False) if n > k else slice(None)
     bins = np.linspace(min(s.min(), r.min()), max(s.max(), r.max()) + 1e-9, 60)
@@ -464,7 +464,7 @@ def order_section(run: RunView, plt) -> str | None:
         pw = float(steps.sum())
         bound = path_bound(graph)
         rand = float(path_edge_weights(graph, np.random.default_rng(run.seed).permutation(local)).sum())
-        fig, ax = plt.subplots(figsize=(5.2, 1.9))
+        fig, ax = plt.subplots(figsize=(5.2, 1.9), layout="constrained")
         labels_ = ["random order", "this order", "path_bound"]
         vals = [rand, pw, bound]
         ax.barh(labels_, vals, color=["#c44e52", "#1f5fa8", "#8c8c8c"])
@@ -497,7 +497,7 @@ def label_part(run: RunView, plt) -> str:
     m /= np.maximum(m.sum(axis=1, keepdims=True), 1)
     tick = [str(names[t]) for t in top] + (["other"] if k > len(top) else [])
     size = 1.2 + 0.42 * k
-    fig, ax = plt.subplots(figsize=(size + 1.3, size))
+    fig, ax = plt.subplots(figsize=(size + 1.3, size), layout="constrained")
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), [t[:18] for t in tick], rotation=45, ha="right")
     ax.set_yticks(range(k), [t[:18] for t in tick])
@@ -536,7 +536,7 @@ def map_section(run: RunView, plt) -> str | None:
     x = np.asarray(run.emb[run.order[pos]], dtype=np.float32)
     xy, method = project(x, run.seed)
     panels = 2 if run.labelled else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.9), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.9), squeeze=False, layout="constrained")
     ax = axes[0, 0]
     sc = ax.scatter(xy[: len(others), 0], xy[: len(others), 1], c=pos[: len(others)], cmap="viridis", s=6,
                     alpha=0.75, linewidths=0, rasterized=True)
@@ -568,7 +568,6 @@ def map_section(run: RunView, plt) -> str | None:
         ax.set_yticks([])
         ax.grid(False)
     fig.suptitle(f"{method} of {len(pos):,} documents", fontsize=10)
-    fig.tight_layout()
     return note("Nearby points are similar documents (a 2-D projection of the embeddings). Where colours form "
                 "patches, the order visits a region and stays there; the red line is a stretch of consecutive "
                 "documents.") + figure(plt, fig, "2-D projection of a sample of the embeddings, coloured by position in the order")
@@ -582,8 +581,11 @@ def project(x: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
         umap = None
     if umap is not None and len(x) > 20:
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(x), "UMAP"
+    from threadpoolctl import threadpool_limits
+
     xc = (x - x.mean(axis=0)).astype(np.float64)
-    _, vecs = np.linalg.eigh(xc.T @ xc)  # d x d: cheaper than an SVD of the sample
+    with threadpool_limits(1):  # a d x d eigenproblem: BLAS threads only add contention
+        _, vecs = np.linalg.eigh(xc.T @ xc)
     return xc @ vecs[:, ::-1][:, :2], "PCA"
 
 
@@ -668,7 +670,7 @@ def dedup_section(run: RunView, plt) -> str | None:
             rng = np.random.default_rng(run.seed)
             if len(top) > PLOT_SAMPLE:
                 top = rng.choice(top, PLOT_SAMPLE, replace=False)
-            fig, ax = plt.subplots(figsize=(5.2, 2.8))
+            fig, ax = plt.subplots(figsize=(5.2, 2.8), layout="constrained")
             ax.hist(top, bins=60, color="#4c72b0")
             if thr is not None and thr <= 1:
                 ax.axvline(thr, color="#c44e52", ls="--", lw=1.2, label=f"threshold {thr:g}")
@@ -767,15 +769,15 @@ def join_index(lengths, counts, positions):
     return np.concatenate(lengths).astype(np.int64), ptr, np.concatenate(positions).astype(np.int64)
 
 
-def per_context_mean(values: np.ndarray, ptr: np.ndarray, positions: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+def per_context_mean(values: np.ndarray, ptr: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Mean of values[p] over the links p -> p+1 inside each context (NaN for a single-document context)."""
-    out = np.full(len(contexts), np.nan)
-    for r, c in enumerate(contexts):
-        pos = positions[ptr[c]:ptr[c + 1]]
-        inside = pos[:-1][pos[1:] == pos[:-1] + 1]
-        if len(inside):
-            out[r] = values[inside].mean()
-    return out
+    ctx = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+    inside = (ctx[1:] == ctx[:-1]) & (positions[1:] == positions[:-1] + 1)
+    where = ctx[:-1][inside]
+    total = np.bincount(where, weights=values[positions[:-1][inside]], minlength=len(ptr) - 1)
+    count = np.bincount(where, minlength=len(ptr) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
 
 
 def contexts_section(run: RunView, plt) -> str | None:
@@ -810,7 +812,7 @@ def contexts_section(run: RunView, plt) -> str | None:
     rng = np.random.default_rng(run.seed)
     sample = np.sort(rng.choice(C, CONTEXT_SAMPLE, replace=False)) if C > CONTEXT_SAMPLE else np.arange(C)
     docs = np.diff(ptr)[sample]
-    fig, axes = plt.subplots(1, 3 if run.adjacent is not None else 2, figsize=(10.5, 2.8))
+    fig, axes = plt.subplots(1, 3 if run.adjacent is not None else 2, figsize=(10.5, 2.8), layout="constrained")
     axes[0].hist(docs, bins=np.arange(docs.max() + 2) - 0.5 if docs.max() < 60 else 60, color="#4c72b0")
     axes[0].set_xlabel("documents (or pieces) per context")
     axes[0].set_ylabel("contexts")
@@ -818,8 +820,8 @@ def contexts_section(run: RunView, plt) -> str | None:
     axes[1].set_yscale("log")
     axes[1].set_xlabel(f"padding tokens per context (of {L:,})")
     if run.adjacent is not None:
-        real = per_context_mean(run.adjacent, ptr, positions, sample)
-        shuf = per_context_mean(run.random_adjacent, ptr, positions, sample)
+        real = per_context_mean(run.adjacent, ptr, positions)[sample]
+        shuf = per_context_mean(run.random_adjacent, ptr, positions)[sample]
         ok = ~np.isnan(real)
         if ok.any():
             bins = np.linspace(min(real[ok].min(), shuf[ok].min()), 1, 40)
@@ -828,7 +830,6 @@ def contexts_section(run: RunView, plt) -> str | None:
             axes[2].legend(fontsize=7)
         axes[2].set_xlabel("mean cosine of neighbours inside a context")
     fig.suptitle(f"{len(sample):,} contexts" + (" (a sample)" if C > len(sample) else ""), fontsize=9)
-    fig.tight_layout()
     split = int((np.bincount(positions) > 1).sum())
     parts.append(note(f"{split:,} documents are split across contexts (read back from the packed index). "
                       "Shuffled neighbours: the same contexts filled from a random order of the same documents."))
