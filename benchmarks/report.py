@@ -58,7 +58,9 @@ def make_run(out: Path, n: int, dim: int, dtype: str, seed: int = 0) -> dict:
     offs = rng.integers(1, CLUSTER, size=(n, K))
     ids = (cluster[:, None] * CLUSTER + (np.arange(n)[:, None] % CLUSTER + offs) % CLUSTER)
     ids = np.where(ids < n, ids, ids - CLUSTER * (ids >= n)).astype(np.int64)
-    sims = np.einsum("id,ikd->ik", emb, emb[ids]).astype(np.float32)
+    sims = np.empty(ids.shape, dtype=np.float32)
+    for a in range(0, n, 65_536):  # in chunks: emb[ids] of all documents would be n*K*dim floats
+        sims[a:a + 65_536] = np.einsum("id,ikd->ik", emb[a:a + 65_536], emb[ids[a:a + 65_536]])
     o = np.argsort(-sims, axis=1)
     ids, sims = np.take_along_axis(ids, o, 1), np.take_along_axis(sims, o, 1)
     np.save(out / "knn_ids.npy", ids)

@@ -227,6 +227,7 @@ class RunView:
 
 
 def esc(x: object) -> str:
+    """Any value as escaped HTML text."""
     return html.escape(str(x), quote=True)
 
 
@@ -257,6 +258,7 @@ def table(rows: list[list[str]], head: list[str] | None = None, cls: str = "", r
 
 
 def kv_table(items: list[tuple[str, object]]) -> str:
+    """A two-column table of names and formatted values."""
     return table([[esc(k), fmt(v)] for k, v in items], cls="kv")
 
 
@@ -270,6 +272,7 @@ def figure(plt, fig, alt: str) -> str:
 
 
 def note(text: str) -> str:
+    """A grey explanatory paragraph; `text` is HTML."""
     return f'<p class="note">{text}</p>'
 
 
@@ -407,6 +410,7 @@ def summary_section(run: RunView, plt) -> str:
 
 
 def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each run of `window` consecutive values (len(x) - window + 1 of them)."""
     c = np.concatenate([[0.0], np.cumsum(x)])
     return (c[window:] - c[:-window]) / window
 
@@ -762,7 +766,8 @@ def context_index(run: RunView, info: dict) -> tuple[np.ndarray, np.ndarray, np.
     return None
 
 
-def join_index(lengths, counts, positions):
+def join_index(lengths: list, counts: list, positions: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate the per-shard context indexes into one (lengths, pointer, positions)."""
     counts = np.concatenate(counts).astype(np.int64)
     ptr = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
