@@ -228,3 +228,17 @@ def test_report_renders_in_chromium(bbc_packed, bbc_report, tmp_path):
     assert fetched == []
     assert pixels.shape[:2] == (3000, 1280)
     assert non_blank(pixels) > 0.1  # header, cards, plots and tables drawn (a blank page: 0)
+
+
+def test_contexts_read_back_from_parquet_only_boundary_packing(bbc_packed, tmp_path):
+    from contextsort import pack_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(bbc_packed, run_dir)
+    pack_run(run_dir, context_length=1024, mode="boundary", formats=["parquet"])
+    info = json.loads((run_dir / "packed" / "pack.json").read_text())
+    assert list(info["files"]) == ["parquet"]
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert "contexts" in Page(text).sections
+    assert "<td>mode</td><td>boundary</td>" in text
+    assert f"{info['metrics']['documents_split']:,} documents are split across contexts" in text

@@ -423,8 +423,11 @@ def order_section(run: RunView, plt) -> str | None:
     r = run.random_adjacent
     n = len(s)
     steps = run.steps
+    distinct = len(np.unique(run.order))
+    rows = (f"{len(run.order):,} documents in the order" if distinct == len(run.order)
+            else f"{len(run.order):,} rows in the order for {distinct:,} documents (this order repeats documents)")
     parts = [note(
-        f"{len(run.order):,} documents in the order. Mean cosine similarity of consecutive documents: "
+        f"{rows}. Mean cosine similarity of consecutive documents: "
         f"<b>{s.mean():.4f}</b> (a random order of the same documents: {r.mean():.4f})."
         + (f" {int((steps == 0).sum()):,} steps are jumps (no edge of the kNN graph)." if steps is not None else "")
     )]
