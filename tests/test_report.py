@@ -242,3 +242,20 @@ def test_contexts_read_back_from_parquet_only_boundary_packing(bbc_packed, tmp_p
     assert "contexts" in Page(text).sections
     assert "<td>mode</td><td>boundary</td>" in text
     assert f"{info['metrics']['documents_split']:,} documents are split across contexts" in text
+
+
+@pytest.mark.parametrize("n", [1, 12, 13, 40, 2062, 10**6])
+def test_reading_windows_stay_inside_the_order_and_never_overlap(n):
+    from contextsort.report import WINDOW, window_starts
+
+    rng = np.random.default_rng(n)
+    steps = np.where(rng.random(max(0, n - 1)) < 0.01, 0.0, 0.5)
+    for given in (None, steps):
+        wins = window_starts(n, given)
+        starts = [s for s, _ in wins]
+        assert starts == sorted(starts) and starts[0] >= 0
+        assert all(s + min(n, WINDOW) <= n for s in starts)
+        assert all(b >= a + WINDOW for a, b in zip(starts, starts[1:]))
+        for s, why in wins:
+            if why:  # the window said to be around a jump holds one
+                assert (given[max(0, s - 1):s + WINDOW - 1] == 0).any()

@@ -601,12 +601,24 @@ def project(x: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
 # --------------------------------------------------------------------------------------
 
 
-def window_starts(n: int) -> list[int]:
-    """Starts of the windows: evenly spread over the order, never overlapping."""
+def window_starts(n: int, steps: np.ndarray | None = None) -> list[tuple[int, str]]:
+    """(start, why) of the windows: spread evenly over the order, plus one around the jump
+    nearest the middle (to show where the walk left a region); windows never overlap."""
     if n <= WINDOW:
-        return [0]
-    starts = sorted({int(f * (n - WINDOW)) for f in np.linspace(0, 1, WINDOWS + 1)[:-1]})
-    return [s for i, s in enumerate(starts) if i == 0 or s >= starts[i - 1] + WINDOW]
+        return [(0, "")]
+    found = {int(f * (n - WINDOW)): "" for f in np.linspace(0, 1, WINDOWS)[:-1]}
+    if steps is not None and (steps == 0).any():
+        jumps = np.flatnonzero(steps == 0) + 1  # positions that start after a jump
+        j = int(jumps[np.argmin(np.abs(jumps - n // 2))])
+        found[min(max(0, j - WINDOW // 2), n - WINDOW)] = " (around a jump)"
+    out: list[tuple[int, str]] = []
+    for start in sorted(found):
+        if out and start < out[-1][0] + WINDOW:
+            if found[start]:  # the jump window replaces the plain one it overlaps
+                out[-1] = (start, found[start])
+            continue
+        out.append((start, found[start]))
+    return out
 
 
 def read_section(run: RunView, plt) -> str | None:
@@ -617,7 +629,7 @@ def read_section(run: RunView, plt) -> str | None:
     parts = [note("Consecutive documents as they are written. <i>cosine</i>: similarity to the previous document; "
                   "a <span class=\"jump\">jump</span> row starts where the walk found no unvisited neighbour "
                   "and jumped to a new region.")]
-    for a in window_starts(n):
+    for a, why in window_starts(n, steps):
         rows, kinds = [], []
         for p in range(a, min(n, a + WINDOW)):
             i = int(run.order[p])
@@ -633,7 +645,7 @@ def read_section(run: RunView, plt) -> str | None:
             rows.append(row)
             kinds.append("jumprow" if jump else "")
         head = ["position", "id"] + (["label"] if run.labelled else []) + ["cosine", f"first {EXCERPT} characters"]
-        parts.append(f"<h3>positions {a:,}–{min(n, a + WINDOW) - 1:,}</h3>" + table(rows, head, cls="docs", row_cls=kinds))
+        parts.append(f"<h3>positions {a:,}–{min(n, a + WINDOW) - 1:,}{why}</h3>" + table(rows, head, cls="docs", row_cls=kinds))
     return "".join(parts)
 
 
