@@ -378,7 +378,7 @@ def test_pack_resumes_and_reuses_tokens(small_run, tmp_path):
     r1 = contextsort.pack_run(run_dir, context_length=256)
     assert r1.skipped == []
     r2 = contextsort.pack_run(run_dir, context_length=256)
-    assert set(r2.skipped) == {"tokenize", "pack"}
+    assert set(r2.skipped) == {"tokenize", "pack", "report"}
     r3 = contextsort.pack_run(run_dir, context_length=256, mode="boundary")
     assert r3.skipped == ["tokenize"]
     assert r3.manifest["metrics"]["pack"]["mode"] == "boundary"
@@ -390,7 +390,7 @@ def test_pack_resumes_and_reuses_tokens(small_run, tmp_path):
     # a full rerun of the pipeline with packing keeps every stage
     cfg = Config.from_dict(r4.manifest["config"])
     r5 = contextsort.run(r4.manifest["inputs"], run_dir, cfg)
-    assert set(r5.skipped) >= {"ingest", "embed", "neighbors", "dedup", "order", "write", "tokenize", "pack"}
+    assert set(r5.skipped) >= {"ingest", "embed", "neighbors", "dedup", "order", "write", "tokenize", "pack", "report"}
 
 
 def test_run_with_context_length_packs(tmp_path):

@@ -1,4 +1,4 @@
-"""Command line: `contextsort run | demo | pack`. Options are generated from the config
+"""Command line: `contextsort run | demo | pack | report`. Options are generated from the config
 declarations (config.py), so the CLI, the Python API and validation never drift apart."""
 
 from __future__ import annotations
@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_pack.add_argument("run_dir", help="a run directory made by `contextsort run`")
     add_config_options(p_pack, sections={"pack"}, pack_required=True)
     _verbosity(p_pack)
+
+    p_report = sub.add_parser("report", help="write the HTML report of a run (RUN_DIR/report.html; needs matplotlib)")
+    p_report.add_argument("run_dir", help="a run directory made by `contextsort run`")
+    p_report.add_argument("-o", "--output", default=None, help="HTML file to write (default: RUN_DIR/report.html)")
+    _verbosity(p_report)
     return parser
 
 
@@ -176,6 +181,11 @@ def _command(a: argparse.Namespace) -> int:
     from .api import pack_run, run
     from .sample import bbc_news_path
 
+    if a.command == "report":
+        from .report import write_report
+
+        print(write_report(a.run_dir, a.output))
+        return 0
     if a.command == "pack":
         cfg = config_from_args(a)
         result = pack_run(a.run_dir, cfg, quiet=a.quiet)

@@ -248,6 +248,8 @@ class OrderConfig:
 class OutputConfig:
     formats: list[str] = opt(None, "--format", "output formats of the ordered corpus", ListOf(OneOf(_output_formats)),
                              factory=lambda: ["jsonl", "parquet"])
+    report: bool = opt(True, "--no-report", "do not write RUN_DIR/report.html at the end", Flag(), negate=True,
+                       fingerprint=False)
 
 
 @dataclass

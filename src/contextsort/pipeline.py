@@ -185,6 +185,7 @@ class Runner:
         nodes = self.engine.take_node_ids()
         self.manifest["stages"][stage.name] = {"fingerprint": fp, "seconds": round(secs, 3), "artifacts": artifacts,
                                                "files": files, "engine": self.engine.name, "node_ids": nodes, **info}
+        self._collect()
         self.dir.write_manifest(self.manifest)
         log.info(f"[{stage.name}] done in {secs:.2f}s")
 
@@ -199,18 +200,23 @@ class Runner:
                 self.dir.write_manifest(self.manifest)
                 log.info(f"[{name}] no longer applies: its outputs were removed")
 
-    def _finish(self, t_all: float) -> None:
+    def _collect(self) -> None:
+        """Top-level counts and metrics from the stages' records (complete before the report reads them)."""
         st = self.manifest["stages"]
-        counts = st["write"]["counts"]
-        self.manifest["counts"] = counts
+        if "write" in st:
+            self.manifest["counts"] = st["write"]["counts"]
         metrics = dict(st.get("metrics", {}).get("values", {}))
         if "pack" in st:
             metrics["pack"] = st["pack"]["summary"]
         self.manifest["metrics"] = metrics
-        self.manifest["input_fingerprint"] = st["ingest"].get("input_fingerprint")
+        if "ingest" in st:
+            self.manifest["input_fingerprint"] = st["ingest"].get("input_fingerprint")
+
+    def _finish(self, t_all: float) -> None:
+        self._collect()
+        counts = self.manifest["counts"]
         self.manifest["seconds_total"] = round(time.perf_counter() - t_all, 3)
         self.dir.write_manifest(self.manifest)
         if not counts["adds_up"]:
             raise RunError(f"counts do not add up: kept {counts['kept']} + duplicates {counts['duplicates']} + "
                            f"rejected {counts['rejected']} != read {counts['records_read']}")
-
