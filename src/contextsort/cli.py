@@ -106,6 +106,11 @@ def summary(result) -> str:
                 f"context similarity   within (adjacent docs) {pk['within_context_adjacent_similarity']:.4f}"
                 + (f"; consecutive contexts {ac['written']:.4f} (random pairs {ac['random']:.4f})" if ac else "")
             )
+    rep = result.manifest["stages"].get("report", {})
+    if rep.get("skipped"):
+        lines.append(f"report               not written: {rep['skipped']}")
+    elif (result.run_dir / "report.html").exists():
+        lines.append(f"report               {result.run_dir / 'report.html'}  (open it in a browser)")
     t = {k: v.get("seconds") for k, v in result.manifest["stages"].items()}
     lines.append("stage seconds     " + ", ".join(f"{k} {v}" for k, v in t.items()) + (f"  (reused: {', '.join(result.skipped)})" if result.skipped else ""))
     return "\n".join(lines)
