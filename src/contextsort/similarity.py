@@ -92,6 +92,101 @@ def term_counts(texts: Iterable[str], batch: int = 4096, stop_words: str | None 
     return x
 
 
+@nb.njit(cache=True)
+def _id_features(tokens, a, n, bigrams, n_uni, n_features, buf):
+    """Feature of each id (id mod n_uni) and, with bigrams, of each pair of adjacent ids
+    (a 64-bit mix, hashed into [n_uni, n_features)); returns how many were written to buf."""
+    m = 0
+    prev = np.uint64(0)
+    for t in range(a, a + n):
+        cur = np.uint64(tokens[t])
+        buf[m] = np.int64(cur % np.uint64(n_uni))
+        m += 1
+        if bigrams and t > a:
+            h = prev * np.uint64(0x9E3779B97F4A7C15) + cur + np.uint64(0x632BE59BD9B4E019)
+            h ^= h >> np.uint64(29)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(32)
+            buf[m] = n_uni + np.int64(h % np.uint64(n_features - n_uni))
+            m += 1
+        prev = cur
+    return m
+
+
+@nb.njit(parallel=True, cache=True)
+def _count_nnz(tokens, start, length, bigrams, n_uni, n_features, nnz):
+    for i in nb.prange(len(start)):
+        buf = np.empty(2 * length[i], np.int64)
+        m = _id_features(tokens, start[i], length[i], bigrams, n_uni, n_features, buf)
+        f = np.sort(buf[:m])
+        u = 0
+        for e in range(m):
+            if e == 0 or f[e] != f[e - 1]:
+                u += 1
+        nnz[i] = u
+
+
+@nb.njit(parallel=True, cache=True)
+def _fill_counts(tokens, start, length, bigrams, n_uni, n_features, indptr, indices, data):
+    for i in nb.prange(len(start)):
+        buf = np.empty(2 * length[i], np.int64)
+        m = _id_features(tokens, start[i], length[i], bigrams, n_uni, n_features, buf)
+        f = np.sort(buf[:m])
+        o = indptr[i] - 1
+        for e in range(m):
+            if e == 0 or f[e] != f[e - 1]:
+                o += 1
+                indices[o] = f[e]
+                data[o] = 1.0
+            else:
+                data[o] += 1.0
+
+
+def id_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, vocab_size: int,
+                   bigrams: bool = True, n_features: int = N_FEATURES):
+    """Term counts straight from token ids, CSR float32 [N, n_features] (sorted indices).
+
+    Terms are the ids themselves (features 0..vocab_size-1) and, with `bigrams`, adjacent id
+    pairs hashed into the remaining features: a word split into sub-word pieces is still one
+    term. Document i is ``tokens[start[i] : start[i] + length[i]]`` (`tokens.content_spans`).
+    Counting runs in numba over documents in parallel; the text is not read again.
+    """
+    _sklearn()
+    import scipy.sparse as sp
+
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    length = np.ascontiguousarray(length, dtype=np.int64)
+    n_uni = int(min(vocab_size, n_features // 2))
+    nnz = np.zeros(len(start), dtype=np.int64)
+    _count_nnz(tokens, start, length, bool(bigrams), n_uni, int(n_features), nnz)
+    indptr = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(nnz, out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    data = np.empty(int(indptr[-1]), dtype=np.float32)
+    _fill_counts(tokens, start, length, bool(bigrams), n_uni, int(n_features), indptr, indices, data)
+    x = sp.csr_matrix((data, indices, indptr), shape=(len(start), int(n_features)))
+    x.has_sorted_indices = True
+    return x
+
+
+def drop_common_terms(counts, max_df: float = 0.5):
+    """Counts without the terms found in more than `max_df` of the documents: stop words by
+    document frequency, for any language and tokenizer (instead of an English word list)."""
+    n = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    y = counts.copy()
+    y.data[df[y.indices] > max_df * n] = 0.0
+    y.eliminate_zeros()
+    return y
+
+
+def lexical_vectors_from_ids(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, vocab_size: int,
+                             weighting: str = "tfidf", bigrams: bool = True, max_df: float = 0.5):
+    """Unit-norm TF-IDF or BM25 vectors from a token store, CSR float32 [N, N_FEATURES]."""
+    counts = drop_common_terms(id_term_counts(tokens, start, length, vocab_size, bigrams), max_df)
+    return LexicalModel.fit(counts, weighting).transform(counts)
+
+
 @dataclass
 class LexicalModel:
     """Corpus statistics for weighting: document frequencies and mean document length."""
@@ -549,11 +644,14 @@ def similarity_graph(
     seed: int = 1234,
     dense_knn: tuple[np.ndarray, np.ndarray] | None = None,
     progress=None,
+    lexical=None,
 ) -> tuple[np.ndarray, np.ndarray, SimilarityInfo]:
     """The traversal graph of one signal: (ids int64 [N, k], sims float32 [N, k], info).
 
     `dense_knn` (ids, sims) reuses a dense kNN already computed (the runner computes it
-    once for dedup); otherwise it is computed here with FAISS.
+    once for dedup); otherwise it is computed here with FAISS. `lexical`: unit-norm sparse
+    vectors already built (`lexical_vectors_from_ids` of the token store); `texts` is then
+    not read.
     """
     if similarity not in SIMILARITIES:
         raise ValueError(f"unknown similarity '{similarity}' ({', '.join(SIMILARITIES)})")
@@ -566,7 +664,7 @@ def similarity_graph(
         dense_knn = (d_ids, d_sims)
     if similarity == "dense":
         return dense_knn[0], dense_knn[1], SimilarityInfo("dense", dense_knn[0].shape[1])
-    x = lexical_vectors(texts, weighting)
+    x = lexical if lexical is not None else lexical_vectors(texts, weighting)
     l_ids, l_sims, lp = lexical_knn(x, k, method=lexical_method)
     params = {"weighting": weighting, "lexical": lp}
     if similarity == "lexical":

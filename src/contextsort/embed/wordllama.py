@@ -9,9 +9,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numba as nb
 import numpy as np
 
 from . import EmbedderUnavailable, l2_normalize
+
+TOKENIZER = "llama2"  # the token store (contextsort.tokenizer spec) whose ids encode_ids accepts
+
+
+@nb.njit(parallel=True, cache=True)
+def mean_pool(table, tokens, start, length, out):
+    """out[i] = mean of table[tokens[start[i] : start[i] + length[i]]] (zeros when empty).
+
+    float32, tokens summed in order: the same arithmetic as wordllama's padded-batch mean
+    (padding contributes exact zeros), so vectors equal `encode` bit for bit.
+    """
+    dim = table.shape[1]
+    for i in nb.prange(len(start)):
+        acc = np.zeros(dim, np.float32)
+        a = start[i]
+        for t in range(a, a + length[i]):
+            row = table[tokens[t]]
+            for d in range(dim):
+                acc[d] += row[d]
+        cnt = np.float32(max(length[i], 1))
+        for d in range(dim):
+            out[i, d] = acc[d] / cnt
 
 
 def _import_wordllama():
@@ -61,3 +84,24 @@ class WordLlamaEmbedder:
             texts = [t[: 32 * self.max_tokens] for t in texts]
         vecs = self._model.embed(list(texts), norm=False, batch_size=self.batch_size)
         return l2_normalize(np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim))
+
+    def encode_ids(self, tokens: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """Vectors from llama2 token ids already in a token store, equal to `encode` of the texts.
+
+        Document i is ``tokens[start[i] : start[i] + length[i]]`` without special tokens
+        (`contextsort.tokens.content_spans` of the tokenize stage); only its first
+        `max_tokens` ids count, as in `encode`. No text is read and nothing is tokenized.
+        """
+        start = np.ascontiguousarray(start, dtype=np.int64)
+        length = np.asarray(length, dtype=np.int64)
+        if self.max_tokens:
+            length = np.minimum(length, self.max_tokens)
+        length = np.ascontiguousarray(length)
+        vocab = self._model.embedding.shape[0]
+        if len(length) and length.any():
+            hi = int(np.asarray(tokens[start[length > 0]]).max(initial=0))  # a cheap sanity check
+            if hi >= vocab:
+                raise ValueError(f"token id {hi} is outside the wordllama vocabulary ({vocab}): ids from another tokenizer?")
+        out = np.empty((len(start), self.dim), dtype=np.float32)
+        mean_pool(self._model.embedding, tokens, start, length, out)
+        return l2_normalize(out)
