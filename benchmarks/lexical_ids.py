@@ -2,8 +2,8 @@
 
 Each variant is one full default run (contextsort.Runner, hybrid similarity) in which only
 the lexical vectors differ: `text` is today's HashingVectorizer (English stop-word list);
-the `ids:*` variants hash the llama2 token ids of the same documents (unigrams, optionally
-adjacent-id bigrams) and drop terms in more than `max_df` of the documents instead of a
+the `ids:*` variants build terms from the llama2 token ids of the same documents (`words`:
+the lower-cased words the ids spell; `ids`: ids and adjacent-id pairs) and drop terms in more than `max_df` of the documents instead of a
 stop-word list. Printed per corpus: label_agreement (BBC) or link_rate (Jargon), the
 lexical kNN's recall@10 of the text variant's lexical neighbours, and the seconds to build
 the lexical vectors from ids vs from text.
@@ -39,10 +39,10 @@ from contextsort.tokenizer import get_tokenizer  # noqa: E402
 TEXT_VECTORS = similarity.lexical_vectors
 VARIANTS = {
     "text": None,
-    "ids:uni:df0.5": dict(bigrams=False, max_df=0.5),
-    "ids:uni+bi:df0.5": dict(bigrams=True, max_df=0.5),
-    "ids:uni+bi:df0.2": dict(bigrams=True, max_df=0.2),
-    "ids:uni+bi:df1.0": dict(bigrams=True, max_df=1.0),
+    "ids:words:df0.5": dict(terms="words", max_df=0.5),
+    "ids:words:df0.2": dict(terms="words", max_df=0.2),
+    "ids:words:df1.0": dict(terms="words", max_df=1.0),
+    "ids:ids+bigrams:df0.5": dict(terms="ids", max_df=0.5),
 }
 
 
@@ -56,7 +56,7 @@ def id_vectors(opts: dict, timings: dict):
         start = np.zeros(len(seq), np.int64)
         start[1:] = np.cumsum(seq)[:-1]
         t = time.perf_counter()
-        x = similarity.lexical_vectors_from_ids(ids, start, seq - 1, tok.vocab_size, weighting, **opts)
+        x = similarity.lexical_vectors_from_ids(ids, start, seq - 1, tok, weighting, **opts)
         timings["vectors_s"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
         TEXT_VECTORS(texts, weighting)

@@ -169,6 +169,142 @@ def id_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, vo
     return x
 
 
+WORD_BOUNDARY, WORD_CONTINUE, WORD_START = 0, 1, 2
+HASH_BASE = 1099511628211  # odd: the polynomial string hash below is a bijection per length
+MASK64 = (1 << 64) - 1
+
+
+def token_surfaces(tok) -> list[str]:
+    """The text each token id stands for (sentencepiece '▁' and byte-level 'Ġ' as spaces,
+    '<0xNN>' byte tokens as that character below 0x80 and as Python's surrogateescape
+    character U+DC80+ above, a piece of a multi-byte character); special tokens as ''."""
+    inner = getattr(tok, "_tok", None)
+    if inner is not None:  # HF tokenizers
+        vocab = inner.get_vocab(with_added_tokens=True)
+        out = [""] * (max(vocab.values()) + 1)
+        special = {t.content for t in inner.get_added_tokens_decoder().values()} if hasattr(inner, "get_added_tokens_decoder") else set()
+        for piece, i in vocab.items():
+            if piece in special:
+                continue
+            if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+                out[i] = bytes([int(piece[3:5], 16)]).decode("utf-8", errors="surrogateescape")
+            else:
+                out[i] = piece.replace("\u2581", " ").replace("\u0120", " ")
+        return out
+    enc = tok._enc  # tiktoken-style
+    return [enc.decode_single_token_bytes(i).decode("utf-8", errors="surrogateescape") if i != tok.eos_id else ""
+            for i in range(tok.vocab_size)]
+
+
+def word_pieces(surfaces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per token id: (kind, hash, base**len, len) of its lower-cased word characters.
+
+    kind: WORD_START (leading space, then word characters), WORD_CONTINUE (word characters
+    only: the piece extends the current word) or WORD_BOUNDARY (anything else ends a word).
+    Word characters are those of the regex \\w (letters, digits, '_') and escaped bytes
+    (U+DC80..U+DCFF: pieces of a multi-byte character, most often a letter).
+    The hash of a word is then the same however the tokenizer split it into pieces.
+    """
+    v = len(surfaces)
+    kind = np.zeros(v, np.int8)
+    h = np.zeros(v, np.uint64)
+    p = np.ones(v, np.uint64)
+    ln = np.zeros(v, np.int64)
+    for i, s in enumerate(surfaces):
+        body = s.lstrip(" ")
+        if not body or not all(c.isalnum() or c == "_" or 0xDC80 <= ord(c) <= 0xDCFF for c in body):
+            continue
+        kind[i] = WORD_START if len(body) < len(s) else WORD_CONTINUE
+        hv, pv = 0, 1
+        for c in body.lower():  # (a word of escaped bytes hashes differently from its decoded text)
+            hv = (hv * HASH_BASE + ord(c)) & MASK64
+            pv = (pv * HASH_BASE) & MASK64
+        h[i], p[i], ln[i] = hv, pv, len(body)
+    return kind, h, p, ln
+
+
+@nb.njit(cache=True)
+def _mix(h):
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@nb.njit(cache=True)
+def _word_features(tokens, a, n, kind, ph, pp, pl, n_features, buf):
+    """Hashed features of the words (2+ characters) of tokens[a:a+n]; returns how many."""
+    m = 0
+    cur = np.uint64(0)
+    cur_len = 0
+    for t in range(a, a + n + 1):
+        k = kind[tokens[t]] if t < a + n else 0
+        if k != 1 and cur_len >= 2:  # the current word ends here
+            buf[m] = np.int64(_mix(cur) % np.uint64(n_features))
+            m += 1
+        if k == 0:
+            cur_len = 0
+            cur = np.uint64(0)
+        elif k == 2:
+            cur = ph[tokens[t]]
+            cur_len = pl[tokens[t]]
+        else:
+            cur = cur * pp[tokens[t]] + ph[tokens[t]]
+            cur_len += pl[tokens[t]]
+    return m
+
+
+@nb.njit(parallel=True, cache=True)
+def _word_nnz(tokens, start, length, kind, ph, pp, pl, n_features, nnz):
+    for i in nb.prange(len(start)):
+        buf = np.empty(length[i] + 1, np.int64)
+        m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
+        f = np.sort(buf[:m])
+        u = 0
+        for e in range(m):
+            if e == 0 or f[e] != f[e - 1]:
+                u += 1
+        nnz[i] = u
+
+
+@nb.njit(parallel=True, cache=True)
+def _word_fill(tokens, start, length, kind, ph, pp, pl, n_features, indptr, indices, data):
+    for i in nb.prange(len(start)):
+        buf = np.empty(length[i] + 1, np.int64)
+        m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
+        f = np.sort(buf[:m])
+        o = indptr[i] - 1
+        for e in range(m):
+            if e == 0 or f[e] != f[e - 1]:
+                o += 1
+                indices[o] = f[e]
+                data[o] = 1.0
+            else:
+                data[o] += 1.0
+
+
+def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, pieces, n_features: int = N_FEATURES):
+    """Hashed counts of the lower-cased words (2+ characters) that the token ids spell,
+    CSR float32 [N, n_features]: the terms scikit-learn's default HashingVectorizer sees,
+    rebuilt from the ids (`word_pieces`) without reading or re-tokenizing the text."""
+    _sklearn()
+    import scipy.sparse as sp
+
+    kind, ph, pp, pl = pieces
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    length = np.ascontiguousarray(length, dtype=np.int64)
+    nnz = np.zeros(len(start), dtype=np.int64)
+    _word_nnz(tokens, start, length, kind, ph, pp, pl, int(n_features), nnz)
+    indptr = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(nnz, out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    data = np.empty(int(indptr[-1]), dtype=np.float32)
+    _word_fill(tokens, start, length, kind, ph, pp, pl, int(n_features), indptr, indices, data)
+    x = sp.csr_matrix((data, indices, indptr), shape=(len(start), int(n_features)))
+    x.has_sorted_indices = True
+    return x
+
+
 def drop_common_terms(counts, max_df: float = 0.5):
     """Counts without the terms found in more than `max_df` of the documents: stop words by
     document frequency, for any language and tokenizer (instead of an English word list)."""
@@ -180,10 +316,21 @@ def drop_common_terms(counts, max_df: float = 0.5):
     return y
 
 
-def lexical_vectors_from_ids(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, vocab_size: int,
-                             weighting: str = "tfidf", bigrams: bool = True, max_df: float = 0.5):
-    """Unit-norm TF-IDF or BM25 vectors from a token store, CSR float32 [N, N_FEATURES]."""
-    counts = drop_common_terms(id_term_counts(tokens, start, length, vocab_size, bigrams), max_df)
+def lexical_vectors_from_ids(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, tok,
+                             weighting: str = "tfidf", terms: str = "words", max_df: float = 0.5):
+    """Unit-norm TF-IDF or BM25 vectors from a token store, CSR float32 [N, N_FEATURES].
+
+    `tok`: the tokenizer that made the ids. `terms`: "words" (the words the ids spell,
+    `word_term_counts`) or "ids" (ids and adjacent-id pairs, `id_term_counts`). Terms in more
+    than `max_df` of the documents are dropped (stop words by document frequency).
+    """
+    if terms == "words":
+        counts = word_term_counts(tokens, start, length, word_pieces(token_surfaces(tok)))
+    elif terms == "ids":
+        counts = id_term_counts(tokens, start, length, tok.vocab_size, bigrams=True)
+    else:
+        raise ValueError(f"unknown lexical terms '{terms}' (words, ids)")
+    counts = drop_common_terms(counts, max_df)
     return LexicalModel.fit(counts, weighting).transform(counts)
 
 

@@ -18,18 +18,24 @@ TOKENIZER = "llama2"  # the token store (contextsort.tokenizer spec) whose ids e
 
 
 @nb.njit(parallel=True, cache=True)
-def mean_pool(table, tokens, start, length, out):
+def mean_pool(table, tokens, start, length, out, bad):
     """out[i] = mean of table[tokens[start[i] : start[i] + length[i]]] (zeros when empty).
 
     float32, tokens summed in order: the same arithmetic as wordllama's padded-batch mean
-    (padding contributes exact zeros), so vectors equal `encode` bit for bit.
+    (padding contributes exact zeros), so vectors equal `encode` bit for bit. Ids outside
+    the table are skipped and counted in bad[i].
     """
     dim = table.shape[1]
+    vocab = table.shape[0]
     for i in nb.prange(len(start)):
         acc = np.zeros(dim, np.float32)
         a = start[i]
         for t in range(a, a + length[i]):
-            row = table[tokens[t]]
+            tid = np.int64(tokens[t])
+            if tid < 0 or tid >= vocab:
+                bad[i] += 1
+                continue
+            row = table[tid]
             for d in range(dim):
                 acc[d] += row[d]
         cnt = np.float32(max(length[i], 1))
@@ -97,11 +103,11 @@ class WordLlamaEmbedder:
         if self.max_tokens:
             length = np.minimum(length, self.max_tokens)
         length = np.ascontiguousarray(length)
-        vocab = self._model.embedding.shape[0]
-        if len(length) and length.any():
-            hi = int(np.asarray(tokens[start[length > 0]]).max(initial=0))  # a cheap sanity check
-            if hi >= vocab:
-                raise ValueError(f"token id {hi} is outside the wordllama vocabulary ({vocab}): ids from another tokenizer?")
         out = np.empty((len(start), self.dim), dtype=np.float32)
-        mean_pool(self._model.embedding, tokens, start, length, out)
+        bad = np.zeros(len(start), dtype=np.int64)
+        mean_pool(self._model.embedding, tokens, start, length, out, bad)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"document {i}: {int(bad[i])} token ids outside the wordllama vocabulary "
+                             f"({self._model.embedding.shape[0]}): ids from another tokenizer than {TOKENIZER}?")
         return l2_normalize(out)
