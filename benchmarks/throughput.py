@@ -82,9 +82,12 @@ def run_stages(corpus: Path, run: Path, old: bool) -> dict:
     from contextsort.neighbors import knn_graph
     from contextsort.order import compute_order
     from contextsort.pack import TokenStream, tokenize_store
-    from contextsort.similarity import lexical_vectors_from_ids, similarity_graph
+    from contextsort.similarity import similarity_graph
     from contextsort.tokenizer import get_tokenizer
-    from contextsort.tokens import content_spans
+
+    if not old:  # (--old runs on a checkout from before tokenize-once too, which lacks these)
+        from contextsort.similarity import lexical_vectors_from_ids
+        from contextsort.tokens import content_spans
 
     cfg = Config()
     run.mkdir(parents=True, exist_ok=True)
@@ -126,13 +129,12 @@ def run_stages(corpus: Path, run: Path, old: bool) -> dict:
     sim = cfg.similarity
 
     def hybrid():
+        opts = dict(weighting=sim.lexical, weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(d_ids, d_sims))
         if old:
             texts = (x for s in range(0, n, 4096) for x in store.texts(s, min(n, s + 4096)))
-            lex = None
-        else:
-            texts, lex = None, lexical_vectors_from_ids(stream.tokens, start, length, tok, sim.lexical)
-        return similarity_graph(sim.similarity, emb, texts, cfg.knn.k, weighting=sim.lexical, weight=sim.hybrid_weight,
-                                lexical_method=sim.lexical_method, dense_knn=(d_ids, d_sims), lexical=lex)
+            return similarity_graph(sim.similarity, emb, texts, cfg.knn.k, **opts)
+        lex = lexical_vectors_from_ids(stream.tokens, start, length, tok, sim.lexical)
+        return similarity_graph(sim.similarity, emb, None, cfg.knn.k, lexical=lex, **opts)
 
     ids, sims, _ = timed("lexical_hybrid", hybrid)
     dup_of = timed("dedup", lambda: find_duplicates(d_ids, d_sims, cfg.dedup.threshold, store.text_hash, valid))

@@ -33,6 +33,7 @@ N_FEATURES = 1 << 20  # hashed vocabulary; collisions are rare at this size
 LEXICAL_EXACT_MAX_N = 10_000  # exact blocked lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
 BLOCK_CELLS = 1 << 24  # rows x N cells of one similarity block (64 MiB as dense float32)
 DENSE_FRACTION = 0.1  # a block product denser than this is searched as a dense array
+LEXICAL_MAX_DF = 0.2  # terms from ids: words in more than this share of documents are stop words (benchmarks/lexical_ids.py)
 
 
 class SimilarityUnavailable(Exception):
@@ -317,7 +318,7 @@ def drop_common_terms(counts, max_df: float = 0.5):
 
 
 def lexical_vectors_from_ids(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, tok,
-                             weighting: str = "tfidf", terms: str = "words", max_df: float = 0.5):
+                             weighting: str = "tfidf", terms: str = "words", max_df: float = LEXICAL_MAX_DF):
     """Unit-norm TF-IDF or BM25 vectors from a token store, CSR float32 [N, N_FEATURES].
 
     `tok`: the tokenizer that made the ids. `terms`: "words" (the words the ids spell,
@@ -502,11 +503,69 @@ def _topk_csr(indptr, indices, data, row0, out_i, out_s):
             out_s[r, t] = vals[o2[t]]
 
 
-def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k cosine neighbours of unit-norm sparse rows, one block of rows at a time.
+@nb.njit(cache=True)
+def _postings_topk_rows(r0, r1, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s):
+    """Rows r0..r1-1: dot products with every row sharing a term (scatter over the term's
+    postings, in the row's term order: the sums of a sparse product), then the top k by
+    (decreasing similarity, increasing id); self and non-positive scores skipped."""
+    k = out_i.shape[1]
+    best_i = np.empty(k, np.int64)
+    best_s = np.empty(k, np.float64)
+    for r in range(r0, r1):
+        m = 0
+        for e in range(indptr[r], indptr[r + 1]):
+            w = data[e]
+            t = indices[e]
+            for p in range(t_ptr[t], t_ptr[t + 1]):
+                j = t_rows[p]
+                if acc[j] == 0.0:
+                    touched[m] = j
+                    m += 1
+                acc[j] += w * t_data[p]
+        filled = 0
+        for u in range(m):
+            j = touched[u]
+            v = np.float64(acc[j])
+            acc[j] = 0.0
+            if j == r or not v > 0.0:
+                continue
+            if filled == k and (v < best_s[k - 1] or (v == best_s[k - 1] and j > best_i[k - 1])):
+                continue
+            pos = filled if filled < k else k - 1  # insertion into the sorted top k
+            while pos > 0 and (best_s[pos - 1] < v or (best_s[pos - 1] == v and best_i[pos - 1] > j)):
+                if pos < k:
+                    best_s[pos] = best_s[pos - 1]
+                    best_i[pos] = best_i[pos - 1]
+                pos -= 1
+            best_s[pos] = v
+            best_i[pos] = j
+            if filled < k:
+                filled += 1
+        for u in range(filled):
+            out_i[r, u] = best_i[u]
+            out_s[r, u] = best_s[u]
 
-    Each block's product stays sparse (documents sharing no term never meet), with at
-    most BLOCK_CELLS cells, never N x N. Pairs sharing no term are not neighbours (id -1).
+
+@nb.njit(parallel=True, cache=True)
+def _postings_topk(indptr, indices, data, t_ptr, t_rows, t_data, n_chunks, out_i, out_s):
+    n = len(indptr) - 1
+    step = (n + n_chunks - 1) // n_chunks
+    for c in nb.prange(n_chunks):
+        r0 = c * step
+        r1 = min(n, r0 + step)
+        if r0 >= r1:
+            continue
+        acc = np.zeros(n, np.float32)
+        touched = np.empty(n, np.int64)
+        _postings_topk_rows(r0, r1, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s)
+
+
+def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k cosine neighbours of unit-norm sparse rows (pairs sharing no term: id -1).
+
+    Each row is scored against the rows that share one of its terms through the terms'
+    posting lists (the transposed matrix), in numba over chunks of rows in parallel; no
+    product matrix is built. Results do not depend on the number of threads.
     """
     n = x.shape[0]
     k_eff = max(0, min(k, n - 1))
@@ -514,17 +573,19 @@ def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]
     sims = np.zeros((n, k_eff), dtype=np.float32)
     if k_eff == 0:
         return ids, sims
+    x = x.tocsr()
+    x.sort_indices()
     xt = x.T.tocsr()
-    step = max(1, min(n, BLOCK_CELLS // max(n, 1)))
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        block = (x[start:stop] @ xt).tocsr()
-        if block.nnz > DENSE_FRACTION * block.shape[0] * n:  # nearly dense: a dense block and argpartition are faster
-            _topk_dense_block(block.toarray(), np.arange(start, stop), k_eff, ids[start:stop], sims[start:stop])
-        else:
-            _topk_csr(block.indptr.astype(np.int64), block.indices.astype(np.int64), block.data, start, ids[start:stop], sims[start:stop])
-        if progress is not None:
-            progress(stop - start)
+    xt.sort_indices()
+    indptr, indices = x.indptr.astype(np.int64), x.indices.astype(np.int64)
+    data = x.data.astype(np.float32)
+    out_s = np.zeros((n, k_eff), dtype=np.float64)
+    n_chunks = max(1, min(n, 4 * nb.get_num_threads() * max(1, n // 50_000)))
+    _postings_topk(indptr, indices, data, xt.indptr.astype(np.int64), xt.indices.astype(np.int64),
+                   xt.data.astype(np.float32), n_chunks, ids, out_s)
+    sims[:] = out_s
+    if progress is not None:
+        progress(n)
     return ids, sims
 
 
