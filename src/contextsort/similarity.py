@@ -7,10 +7,13 @@ decreasing similarity, so dedup, traversal and metrics do not change.
 
 - lexical: hashed term counts (no vocabulary held in memory) weighted by TF-IDF
   (sublinear tf) or BM25, rows L2-normalised, similarity = cosine. kNN is exact for
-  small N (blocked sparse products, one block of rows at a time, never N x N) and
+  small N (each row scored through the posting lists of its terms, never N x N) and
   approximate above `LEXICAL_EXACT_MAX_N`: candidates from the products of pruned rows
   (each document's heaviest terms, very common terms dropped), rescored exactly on the
-  full sparse vectors. (A sparse random projection to 256-512 dims + FAISS was tried
+  full sparse vectors. Terms come from text (`lexical_vectors`, scikit-learn's hasher and
+  English stop words) or, tokenize-once, from the token store (`lexical_vectors_from_ids`:
+  the same lower-cased words, rebuilt from the ids; stop words by document frequency).
+  (A sparse random projection to 256-512 dims + FAISS was tried
   first: recall@10 only 0.34-0.56 on the BBC sample, so it was dropped.)
 - hybrid: the kNN lists of both signals are merged per document, every candidate is
   rescored with both signals, and each signal is put on a common scale (0 = a random
@@ -30,9 +33,7 @@ import numpy as np
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
 N_FEATURES = 1 << 20  # hashed vocabulary; collisions are rare at this size
-LEXICAL_EXACT_MAX_N = 10_000  # exact blocked lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
-BLOCK_CELLS = 1 << 24  # rows x N cells of one similarity block (64 MiB as dense float32)
-DENSE_FRACTION = 0.1  # a block product denser than this is searched as a dense array
+LEXICAL_EXACT_MAX_N = 10_000  # exact lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
 LEXICAL_MAX_DF = 0.2  # terms from ids: words in more than this share of documents are stop words (benchmarks/lexical_ids.py)
 
 
@@ -438,71 +439,6 @@ def _keep_top(indptr, data, m):
 # ---------------------------------------------------------------------------
 
 
-def _topk_dense_block(block: np.ndarray, rows: np.ndarray, k: int, out_i: np.ndarray, out_s: np.ndarray) -> None:
-    """Top-k columns of each row of a dense similarity block, self excluded, ties by lower id."""
-    b, n = block.shape
-    block = block.astype(np.float32, copy=False)
-    block[np.arange(b), rows] = -np.inf
-    kk = min(k, n - 1)
-    part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
-    vals = np.take_along_axis(block, part, axis=1)
-    # ties at the k-th value could be cut arbitrarily by argpartition: widen to all tied columns
-    kth = vals.min(axis=1)
-    for r in np.flatnonzero((block == kth[:, None]).sum(axis=1) > (vals == kth[:, None]).sum(axis=1)):
-        cand = np.flatnonzero(block[r] >= kth[r])
-        order = np.lexsort((cand, -block[r, cand]))[:kk]
-        part[r] = cand[order]
-        vals[r] = block[r, part[r]]
-    order = np.argsort(part, axis=1, kind="stable")
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")  # decreasing similarity, then increasing id
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    ok = vals > 0  # no shared term: not a neighbour
-    out_i[:, :kk] = np.where(ok, part, -1)
-    out_s[:, :kk] = np.where(ok, vals, 0.0)
-
-
-@nb.njit(cache=True)
-def _topk_csr(indptr, indices, data, row0, out_i, out_s):
-    """Top-k columns of each row of a sparse similarity block (row r is document row0 + r).
-
-    Self and non-positive entries are skipped; order: decreasing similarity, then
-    increasing id, so results do not depend on the sparse product's column order.
-    """
-    k = out_i.shape[1]
-    for r in range(len(indptr) - 1):
-        a, b = indptr[r], indptr[r + 1]
-        me = row0 + r
-        m = 0
-        cols = np.empty(b - a, np.int64)
-        vals = np.empty(b - a, np.float64)
-        for e in range(a, b):
-            if indices[e] != me and data[e] > 0:
-                cols[m] = indices[e]
-                vals[m] = data[e]
-                m += 1
-        cols = cols[:m]
-        vals = vals[:m]
-        if m > k:
-            # keep only entries >= the k-th largest value (ties included), O(m)
-            thr = np.partition(vals, m - k)[m - k]
-            keep = vals >= thr
-            cols = cols[keep]
-            vals = vals[keep]
-            m = len(cols)
-        # sort by (-value, id): ids first (stable), then values (stable)
-        o1 = np.argsort(cols, kind="mergesort")
-        cols = cols[o1]
-        vals = vals[o1]
-        o2 = np.argsort(-vals, kind="mergesort")
-        take = min(k, m)
-        for t in range(take):
-            out_i[r, t] = cols[o2[t]]
-            out_s[r, t] = vals[o2[t]]
-
-
 @nb.njit(cache=True)
 def _postings_topk_rows(r0, r1, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s):
     """Rows r0..r1-1: dot products with every row sharing a term (scatter over the term's
@@ -598,7 +534,7 @@ def lexical_knn(
     max_df: int = 1000,
     progress=None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Top-k lexical neighbours: exact (blocked products) or pruned (candidates from each
+    """Top-k lexical neighbours: exact (every shared term) or pruned (candidates from each
     document's heaviest terms, then exact rescoring on the full vectors)."""
     n = x.shape[0]
     if method == "auto":
