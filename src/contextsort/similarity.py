@@ -584,19 +584,30 @@ def _dense_dot(emb, a, b):
     return s
 
 
-@nb.njit(cache=True)
+@nb.njit(parallel=True, cache=True)
 def _rescore(cand, k, has_dense, emb, has_lex, indptr, indices, data, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
-    """For each row: unique candidates, score = w*(dense-lo_d)/sc_d + (1-w)*(lex-lo_l)/sc_l.
+    """`_rescore_rows` over chunks of rows in parallel (rows are independent: same result)."""
+    n = cand.shape[0]
+    n_chunks = min(n, 64)
+    step = (n + n_chunks - 1) // n_chunks if n_chunks else 0
+    for c in nb.prange(n_chunks):
+        _rescore_rows(c * step, min(n, (c + 1) * step), cand, has_dense, emb, has_lex, indptr, indices, data,
+                      w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s)
+
+
+@nb.njit(cache=True)
+def _rescore_rows(r0, r1, cand, has_dense, emb, has_lex, indptr, indices, data, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
+    """For rows r0..r1-1: unique candidates, score = w*(dense-lo_d)/sc_d + (1-w)*(lex-lo_l)/sc_l.
 
     With reserve, each signal's best candidate (by its own score) is kept in the top k.
     """
-    n, m = cand.shape
+    m = cand.shape[1]
     kk = out_i.shape[1]
     buf_i = np.empty(m, np.int64)
     buf_s = np.empty(m, np.float64)
     buf_d = np.empty(m, np.float64)
     buf_l = np.empty(m, np.float64)
-    for i in range(n):
+    for i in range(r0, r1):
         c = 0
         for t in range(m):
             j = cand[i, t]
