@@ -60,7 +60,7 @@ def test_token_store_round_trip_and_deterministic(tmp_path, llama2, bos):
     stream = TokenStream.open(tmp_path / "a")
     start, length = content_spans(stream)
     for i, t in enumerate(texts):
-        want = llama2._tok.encode(t, add_special_tokens=False).ids
+        want = llama2.encode_batch([t])[0].tolist()
         assert stream.tokens[start[i] : start[i] + length[i]].tolist() == want
         span = stream.tokens[stream.doc_off[i] : stream.doc_off[i + 1]].tolist()
         assert span[-1] == llama2.eos_id
@@ -84,7 +84,7 @@ def test_encode_ids_equals_encode_on_bbc(tmp_path, bbc_texts, llama2):
     assert got.dtype == np.float32 and got.shape == want.shape
     assert np.array_equal(got, want)  # bit for bit
     more = texts[:20] + ["", "\n\n"]  # (empty documents never reach a store: ingest rejects them)
-    flat, s2, l2 = spans_of_lists([llama2._tok.encode(t, add_special_tokens=False).ids for t in more])
+    flat, s2, l2 = spans_of_lists([llama2.encode_batch([t])[0].tolist() for t in more])
     assert np.array_equal(emb.encode_ids(flat, s2, l2), emb.encode(more))
 
 
@@ -111,7 +111,7 @@ def _words_hashed(text: str) -> dict[int, float]:
 
 def test_word_terms_from_ids_are_the_words_of_the_text(bbc_texts, llama2):
     texts = bbc_texts[:100] + ["{hacker} The Hacker's hackers, foo_bar 3.5 café naïve x £14.5bn", "", "!!"]
-    flat, start, length = spans_of_lists([llama2._tok.encode(t, add_special_tokens=False).ids for t in texts])
+    flat, start, length = spans_of_lists([llama2.encode_batch([t])[0].tolist() for t in texts])
     x = word_term_counts(flat, start, length, word_pieces(token_surfaces(llama2)))
     for i, t in enumerate(texts):
         row = x[i]
@@ -149,7 +149,7 @@ def test_tfidf_weights_by_hand():
 
 def test_lexical_from_ids_finds_the_text_neighbours_and_shares_rare_terms(bbc_texts, llama2):
     texts = bbc_texts
-    flat, start, length = spans_of_lists([llama2._tok.encode(t, add_special_tokens=False).ids for t in texts])
+    flat, start, length = spans_of_lists([llama2.encode_batch([t])[0].tolist() for t in texts])
     x_ids = lexical_vectors_from_ids(flat, start, length, llama2)
     again = lexical_vectors_from_ids(flat, start, length, llama2)
     assert (x_ids != again).nnz == 0  # deterministic

@@ -177,25 +177,8 @@ MASK64 = (1 << 64) - 1
 
 
 def token_surfaces(tok) -> list[str]:
-    """The text each token id stands for (sentencepiece '▁' and byte-level 'Ġ' as spaces,
-    '<0xNN>' byte tokens as that character below 0x80 and as Python's surrogateescape
-    character U+DC80+ above, a piece of a multi-byte character); special tokens as ''."""
-    inner = getattr(tok, "_tok", None)
-    if inner is not None:  # HF tokenizers
-        vocab = inner.get_vocab(with_added_tokens=True)
-        out = [""] * (max(vocab.values()) + 1)
-        special = {t.content for t in inner.get_added_tokens_decoder().values()} if hasattr(inner, "get_added_tokens_decoder") else set()
-        for piece, i in vocab.items():
-            if piece in special:
-                continue
-            if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
-                out[i] = bytes([int(piece[3:5], 16)]).decode("utf-8", errors="surrogateescape")
-            else:
-                out[i] = piece.replace("\u2581", " ").replace("\u0120", " ")
-        return out
-    enc = tok._enc  # tiktoken-style
-    return [enc.decode_single_token_bytes(i).decode("utf-8", errors="surrogateescape") if i != tok.eos_id else ""
-            for i in range(tok.vocab_size)]
+    """The text each token id of `tok` stands for (`TextTokenizer.token_surfaces`)."""
+    return tok.token_surfaces()
 
 
 def word_pieces(surfaces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
