@@ -97,6 +97,8 @@ class WordLlamaEmbedder:
         Document i is ``tokens[start[i] : start[i] + length[i]]`` without special tokens
         (`contextsort.tokens.content_spans` of the tokenize stage); only its first
         `max_tokens` ids count, as in `encode`. No text is read and nothing is tokenized.
+        (`encode` cuts the text at 32 * max_tokens characters first: the two differ only
+        where the first max_tokens tokens span more characters than that.)
         """
         start = np.ascontiguousarray(start, dtype=np.int64)
         length = np.asarray(length, dtype=np.int64)
