@@ -62,12 +62,17 @@ def test_lexical_ranks_rare_terms_above_common_words(weighting, method):
     assert np.all(np.diff(sims[q][ids[q] >= 0]) <= 0)
 
 
-@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # dense-block path, sparse-block path
-def test_exact_lexical_knn_matches_brute_force(bbc_signals, monkeypatch, dense_fraction):
+@pytest.mark.parametrize("threads", [1, 2])  # rows are scored in parallel chunks: same result
+def test_exact_lexical_knn_matches_brute_force(bbc_signals, threads):
+    import numba
+
     _, x, _, _ = bbc_signals
-    monkeypatch.setattr(S, "BLOCK_CELLS", 37 * x.shape[0])  # force many blocks
-    monkeypatch.setattr(S, "DENSE_FRACTION", dense_fraction)
-    ids, sims = S.lexical_knn_exact(x, 5)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        ids, sims = S.lexical_knn_exact(x, 5)
+    finally:
+        numba.set_num_threads(before)
     full = (x @ x.T).toarray()
     np.fill_diagonal(full, -np.inf)
     best = np.sort(full, axis=1)[:, ::-1][:, :5]

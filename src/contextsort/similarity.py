@@ -7,10 +7,13 @@ decreasing similarity, so dedup, traversal and metrics do not change.
 
 - lexical: hashed term counts (no vocabulary held in memory) weighted by TF-IDF
   (sublinear tf) or BM25, rows L2-normalised, similarity = cosine. kNN is exact for
-  small N (blocked sparse products, one block of rows at a time, never N x N) and
+  small N (each row scored through the posting lists of its terms, never N x N) and
   approximate above `LEXICAL_EXACT_MAX_N`: candidates from the products of pruned rows
   (each document's heaviest terms, very common terms dropped), rescored exactly on the
-  full sparse vectors. (A sparse random projection to 256-512 dims + FAISS was tried
+  full sparse vectors. Terms come from text (`lexical_vectors`, scikit-learn's hasher and
+  English stop words) or, tokenize-once, from the token store (`lexical_vectors_from_ids`:
+  the same lower-cased words, rebuilt from the ids; stop words by document frequency).
+  (A sparse random projection to 256-512 dims + FAISS was tried
   first: recall@10 only 0.34-0.56 on the BBC sample, so it was dropped.)
 - hybrid: the kNN lists of both signals are merged per document, every candidate is
   rescored with both signals, and each signal is put on a common scale (0 = a random
@@ -31,9 +34,8 @@ import numpy as np
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
 N_FEATURES = 1 << 20  # hashed vocabulary; collisions are rare at this size
-LEXICAL_EXACT_MAX_N = 10_000  # exact blocked lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
-BLOCK_CELLS = 1 << 24  # rows x N cells of one similarity block (64 MiB as dense float32)
-DENSE_FRACTION = 0.1  # a block product denser than this is searched as a dense array
+LEXICAL_EXACT_MAX_N = 10_000  # exact lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
+LEXICAL_MAX_DF = 0.2  # terms from ids: words in more than this share of documents are stop words (benchmarks/lexical_ids.py)
 
 
 class SimilarityUnavailable(DependencyMissing):
@@ -91,6 +93,231 @@ def term_counts(texts: Iterable[str], batch: int = 4096, stop_words: str | None 
     x.sum_duplicates()
     x.sort_indices()
     return x
+
+
+@nb.njit(cache=True)
+def _id_features(tokens, a, n, bigrams, n_uni, n_features, buf):
+    """Feature of each id (id mod n_uni) and, with bigrams, of each pair of adjacent ids
+    (a 64-bit mix, hashed into [n_uni, n_features)); returns how many were written to buf."""
+    m = 0
+    prev = np.uint64(0)
+    for t in range(a, a + n):
+        cur = np.uint64(tokens[t])
+        buf[m] = np.int64(cur % np.uint64(n_uni))
+        m += 1
+        if bigrams and t > a:
+            h = prev * np.uint64(0x9E3779B97F4A7C15) + cur + np.uint64(0x632BE59BD9B4E019)
+            h ^= h >> np.uint64(29)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(32)
+            buf[m] = n_uni + np.int64(h % np.uint64(n_features - n_uni))
+            m += 1
+        prev = cur
+    return m
+
+
+@nb.njit(parallel=True, cache=True)
+def _count_nnz(tokens, start, length, bigrams, n_uni, n_features, nnz):
+    for i in nb.prange(len(start)):
+        buf = np.empty(2 * length[i], np.int64)
+        m = _id_features(tokens, start[i], length[i], bigrams, n_uni, n_features, buf)
+        f = np.sort(buf[:m])
+        u = 0
+        for e in range(m):
+            if e == 0 or f[e] != f[e - 1]:
+                u += 1
+        nnz[i] = u
+
+
+@nb.njit(parallel=True, cache=True)
+def _fill_counts(tokens, start, length, bigrams, n_uni, n_features, indptr, indices, data):
+    for i in nb.prange(len(start)):
+        buf = np.empty(2 * length[i], np.int64)
+        m = _id_features(tokens, start[i], length[i], bigrams, n_uni, n_features, buf)
+        f = np.sort(buf[:m])
+        o = indptr[i] - 1
+        for e in range(m):
+            if e == 0 or f[e] != f[e - 1]:
+                o += 1
+                indices[o] = f[e]
+                data[o] = 1.0
+            else:
+                data[o] += 1.0
+
+
+def id_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, vocab_size: int,
+                   bigrams: bool = True, n_features: int = N_FEATURES):
+    """Term counts straight from token ids, CSR float32 [N, n_features] (sorted indices).
+
+    Terms are the ids themselves (features 0..vocab_size-1) and, with `bigrams`, adjacent id
+    pairs hashed into the remaining features: a word split into sub-word pieces is still one
+    term. Document i is ``tokens[start[i] : start[i] + length[i]]`` (`tokens.content_spans`).
+    Counting runs in numba over documents in parallel; the text is not read again.
+    """
+    _sklearn()
+    import scipy.sparse as sp
+
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    length = np.ascontiguousarray(length, dtype=np.int64)
+    n_uni = int(min(vocab_size, n_features // 2))
+    nnz = np.zeros(len(start), dtype=np.int64)
+    _count_nnz(tokens, start, length, bool(bigrams), n_uni, int(n_features), nnz)
+    indptr = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(nnz, out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    data = np.empty(int(indptr[-1]), dtype=np.float32)
+    _fill_counts(tokens, start, length, bool(bigrams), n_uni, int(n_features), indptr, indices, data)
+    x = sp.csr_matrix((data, indices, indptr), shape=(len(start), int(n_features)))
+    x.has_sorted_indices = True
+    return x
+
+
+WORD_BOUNDARY, WORD_CONTINUE, WORD_START = 0, 1, 2
+HASH_BASE = 1099511628211  # odd: the polynomial string hash below is a bijection per length
+MASK64 = (1 << 64) - 1
+
+
+def token_surfaces(tok) -> list[str]:
+    """The text each token id of `tok` stands for (`TextTokenizer.token_surfaces`)."""
+    return tok.token_surfaces()
+
+
+def word_pieces(surfaces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per token id: (kind, hash, base**len, len) of its lower-cased word characters.
+
+    kind: WORD_START (leading space, then word characters), WORD_CONTINUE (word characters
+    only: the piece extends the current word) or WORD_BOUNDARY (anything else ends a word).
+    Word characters are those of the regex \\w (letters, digits, '_') and escaped bytes
+    (U+DC80..U+DCFF: pieces of a multi-byte character, most often a letter).
+    The hash of a word is then the same however the tokenizer split it into pieces.
+    """
+    v = len(surfaces)
+    kind = np.zeros(v, np.int8)
+    h = np.zeros(v, np.uint64)
+    p = np.ones(v, np.uint64)
+    ln = np.zeros(v, np.int64)
+    for i, s in enumerate(surfaces):
+        body = s.lstrip(" ")
+        if not body or not all(c.isalnum() or c == "_" or 0xDC80 <= ord(c) <= 0xDCFF for c in body):
+            continue
+        kind[i] = WORD_START if len(body) < len(s) else WORD_CONTINUE
+        hv, pv = 0, 1
+        for c in body.lower():  # (a word of escaped bytes hashes differently from its decoded text)
+            hv = (hv * HASH_BASE + ord(c)) & MASK64
+            pv = (pv * HASH_BASE) & MASK64
+        h[i], p[i], ln[i] = hv, pv, len(body)
+    return kind, h, p, ln
+
+
+@nb.njit(cache=True)
+def _mix(h):
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@nb.njit(cache=True)
+def _word_features(tokens, a, n, kind, ph, pp, pl, n_features, buf):
+    """Hashed features of the words (2+ characters) of tokens[a:a+n]; returns how many."""
+    m = 0
+    cur = np.uint64(0)
+    cur_len = 0
+    for t in range(a, a + n + 1):
+        k = kind[tokens[t]] if t < a + n else 0
+        if k != 1 and cur_len >= 2:  # the current word ends here
+            buf[m] = np.int64(_mix(cur) % np.uint64(n_features))
+            m += 1
+        if k == 0:
+            cur_len = 0
+            cur = np.uint64(0)
+        elif k == 2:
+            cur = ph[tokens[t]]
+            cur_len = pl[tokens[t]]
+        else:
+            cur = cur * pp[tokens[t]] + ph[tokens[t]]
+            cur_len += pl[tokens[t]]
+    return m
+
+
+@nb.njit(parallel=True, cache=True)
+def _word_nnz(tokens, start, length, kind, ph, pp, pl, n_features, nnz):
+    for i in nb.prange(len(start)):
+        buf = np.empty(length[i] + 1, np.int64)
+        m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
+        f = np.sort(buf[:m])
+        u = 0
+        for e in range(m):
+            if e == 0 or f[e] != f[e - 1]:
+                u += 1
+        nnz[i] = u
+
+
+@nb.njit(parallel=True, cache=True)
+def _word_fill(tokens, start, length, kind, ph, pp, pl, n_features, indptr, indices, data):
+    for i in nb.prange(len(start)):
+        buf = np.empty(length[i] + 1, np.int64)
+        m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
+        f = np.sort(buf[:m])
+        o = indptr[i] - 1
+        for e in range(m):
+            if e == 0 or f[e] != f[e - 1]:
+                o += 1
+                indices[o] = f[e]
+                data[o] = 1.0
+            else:
+                data[o] += 1.0
+
+
+def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, pieces, n_features: int = N_FEATURES):
+    """Hashed counts of the lower-cased words (2+ characters) that the token ids spell,
+    CSR float32 [N, n_features]: the terms scikit-learn's default HashingVectorizer sees,
+    rebuilt from the ids (`word_pieces`) without reading or re-tokenizing the text."""
+    _sklearn()
+    import scipy.sparse as sp
+
+    kind, ph, pp, pl = pieces
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    length = np.ascontiguousarray(length, dtype=np.int64)
+    nnz = np.zeros(len(start), dtype=np.int64)
+    _word_nnz(tokens, start, length, kind, ph, pp, pl, int(n_features), nnz)
+    indptr = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(nnz, out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    data = np.empty(int(indptr[-1]), dtype=np.float32)
+    _word_fill(tokens, start, length, kind, ph, pp, pl, int(n_features), indptr, indices, data)
+    x = sp.csr_matrix((data, indices, indptr), shape=(len(start), int(n_features)))
+    x.has_sorted_indices = True
+    return x
+
+
+def drop_common_terms(counts, max_df: float = 0.5):
+    """Counts without the terms found in more than `max_df` of the documents: stop words by
+    document frequency, for any language and tokenizer (instead of an English word list)."""
+    n = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    y = counts.copy()
+    y.data[df[y.indices] > max_df * n] = 0.0
+    y.eliminate_zeros()
+    return y
+
+
+def lexical_vectors_from_ids(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, tok,
+                             weighting: str = "tfidf", terms: str = "words", max_df: float = LEXICAL_MAX_DF):
+    """Unit-norm TF-IDF or BM25 vectors from a token store, CSR float32 [N, N_FEATURES].
+
+    `tok`: the tokenizer that made the ids. `terms`: "words" (the words the ids spell,
+    `word_term_counts`) or "ids" (ids and adjacent-id pairs, `id_term_counts`). Terms in more
+    than `max_df` of the documents are dropped (stop words by document frequency).
+    """
+    if terms == "words":
+        counts = word_term_counts(tokens, start, length, word_pieces(token_surfaces(tok)))
+    elif terms == "ids":
+        counts = id_term_counts(tokens, start, length, tok.vocab_size, bigrams=True)
+    else:
+        raise ValueError(f"unknown lexical terms '{terms}' (words, ids)")
+    counts = drop_common_terms(counts, max_df)
+    return LexicalModel.fit(counts, weighting).transform(counts)
 
 
 @dataclass
@@ -196,76 +423,69 @@ def _keep_top(indptr, data, m):
 # ---------------------------------------------------------------------------
 
 
-def _topk_dense_block(block: np.ndarray, rows: np.ndarray, k: int, out_i: np.ndarray, out_s: np.ndarray) -> None:
-    """Top-k columns of each row of a dense similarity block, self excluded, ties by lower id."""
-    b, n = block.shape
-    block = block.astype(np.float32, copy=False)
-    block[np.arange(b), rows] = -np.inf
-    kk = min(k, n - 1)
-    part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
-    vals = np.take_along_axis(block, part, axis=1)
-    # ties at the k-th value could be cut arbitrarily by argpartition: widen to all tied columns
-    kth = vals.min(axis=1)
-    for r in np.flatnonzero((block == kth[:, None]).sum(axis=1) > (vals == kth[:, None]).sum(axis=1)):
-        cand = np.flatnonzero(block[r] >= kth[r])
-        order = np.lexsort((cand, -block[r, cand]))[:kk]
-        part[r] = cand[order]
-        vals[r] = block[r, part[r]]
-    order = np.argsort(part, axis=1, kind="stable")
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")  # decreasing similarity, then increasing id
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    ok = vals > 0  # no shared term: not a neighbour
-    out_i[:, :kk] = np.where(ok, part, -1)
-    out_s[:, :kk] = np.where(ok, vals, 0.0)
-
-
 @nb.njit(cache=True)
-def _topk_csr(indptr, indices, data, row0, out_i, out_s):
-    """Top-k columns of each row of a sparse similarity block (row r is document row0 + r).
-
-    Self and non-positive entries are skipped; order: decreasing similarity, then
-    increasing id, so results do not depend on the sparse product's column order.
-    """
+def _postings_topk_rows(r0, r1, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s):
+    """Rows r0..r1-1: dot products with every row sharing a term (scatter over the term's
+    postings, in the row's term order: the sums of a sparse product), then the top k by
+    (decreasing similarity, increasing id); self and non-positive scores skipped."""
     k = out_i.shape[1]
-    for r in range(len(indptr) - 1):
-        a, b = indptr[r], indptr[r + 1]
-        me = row0 + r
+    best_i = np.empty(k, np.int64)
+    best_s = np.empty(k, np.float64)
+    for r in range(r0, r1):
         m = 0
-        cols = np.empty(b - a, np.int64)
-        vals = np.empty(b - a, np.float64)
-        for e in range(a, b):
-            if indices[e] != me and data[e] > 0:
-                cols[m] = indices[e]
-                vals[m] = data[e]
-                m += 1
-        cols = cols[:m]
-        vals = vals[:m]
-        if m > k:
-            # keep only entries >= the k-th largest value (ties included), O(m)
-            thr = np.partition(vals, m - k)[m - k]
-            keep = vals >= thr
-            cols = cols[keep]
-            vals = vals[keep]
-            m = len(cols)
-        # sort by (-value, id): ids first (stable), then values (stable)
-        o1 = np.argsort(cols, kind="mergesort")
-        cols = cols[o1]
-        vals = vals[o1]
-        o2 = np.argsort(-vals, kind="mergesort")
-        take = min(k, m)
-        for t in range(take):
-            out_i[r, t] = cols[o2[t]]
-            out_s[r, t] = vals[o2[t]]
+        for e in range(indptr[r], indptr[r + 1]):
+            w = data[e]
+            t = indices[e]
+            for p in range(t_ptr[t], t_ptr[t + 1]):
+                j = t_rows[p]
+                if acc[j] == 0.0:
+                    touched[m] = j
+                    m += 1
+                acc[j] += w * t_data[p]
+        filled = 0
+        for u in range(m):
+            j = touched[u]
+            v = np.float64(acc[j])
+            acc[j] = 0.0
+            if j == r or not v > 0.0:
+                continue
+            if filled == k and (v < best_s[k - 1] or (v == best_s[k - 1] and j > best_i[k - 1])):
+                continue
+            pos = filled if filled < k else k - 1  # insertion into the sorted top k
+            while pos > 0 and (best_s[pos - 1] < v or (best_s[pos - 1] == v and best_i[pos - 1] > j)):
+                if pos < k:
+                    best_s[pos] = best_s[pos - 1]
+                    best_i[pos] = best_i[pos - 1]
+                pos -= 1
+            best_s[pos] = v
+            best_i[pos] = j
+            if filled < k:
+                filled += 1
+        for u in range(filled):
+            out_i[r, u] = best_i[u]
+            out_s[r, u] = best_s[u]
+
+
+@nb.njit(parallel=True, cache=True)
+def _postings_topk(indptr, indices, data, t_ptr, t_rows, t_data, n_chunks, out_i, out_s):
+    n = len(indptr) - 1
+    step = (n + n_chunks - 1) // n_chunks
+    for c in nb.prange(n_chunks):
+        r0 = c * step
+        r1 = min(n, r0 + step)
+        if r0 >= r1:
+            continue
+        acc = np.zeros(n, np.float32)
+        touched = np.empty(n, np.int64)
+        _postings_topk_rows(r0, r1, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s)
 
 
 def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k cosine neighbours of unit-norm sparse rows, one block of rows at a time.
+    """Exact top-k cosine neighbours of unit-norm sparse rows (pairs sharing no term: id -1).
 
-    Each block's product stays sparse (documents sharing no term never meet), with at
-    most BLOCK_CELLS cells, never N x N. Pairs sharing no term are not neighbours (id -1).
+    Each row is scored against the rows that share one of its terms through the terms'
+    posting lists (the transposed matrix), in numba over chunks of rows in parallel; no
+    product matrix is built. Results do not depend on the number of threads.
     """
     n = x.shape[0]
     k_eff = max(0, min(k, n - 1))
@@ -273,17 +493,19 @@ def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]
     sims = np.zeros((n, k_eff), dtype=np.float32)
     if k_eff == 0:
         return ids, sims
+    x = x.tocsr()
+    x.sort_indices()
     xt = x.T.tocsr()
-    step = max(1, min(n, BLOCK_CELLS // max(n, 1)))
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        block = (x[start:stop] @ xt).tocsr()
-        if block.nnz > DENSE_FRACTION * block.shape[0] * n:  # nearly dense: a dense block and argpartition are faster
-            _topk_dense_block(block.toarray(), np.arange(start, stop), k_eff, ids[start:stop], sims[start:stop])
-        else:
-            _topk_csr(block.indptr.astype(np.int64), block.indices.astype(np.int64), block.data, start, ids[start:stop], sims[start:stop])
-        if progress is not None:
-            progress(stop - start)
+    xt.sort_indices()
+    indptr, indices = x.indptr.astype(np.int64), x.indices.astype(np.int64)
+    data = x.data.astype(np.float32)
+    out_s = np.zeros((n, k_eff), dtype=np.float64)
+    n_chunks = max(1, min(n, 4 * nb.get_num_threads() * max(1, n // 50_000)))
+    _postings_topk(indptr, indices, data, xt.indptr.astype(np.int64), xt.indices.astype(np.int64),
+                   xt.data.astype(np.float32), n_chunks, ids, out_s)
+    sims[:] = out_s
+    if progress is not None:
+        progress(n)
     return ids, sims
 
 
@@ -296,7 +518,7 @@ def lexical_knn(
     max_df: int = 1000,
     progress=None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Top-k lexical neighbours: exact (blocked products) or pruned (candidates from each
+    """Top-k lexical neighbours: exact (every shared term) or pruned (candidates from each
     document's heaviest terms, then exact rescoring on the full vectors)."""
     n = x.shape[0]
     if method == "auto":
@@ -346,19 +568,30 @@ def _dense_dot(emb, a, b):
     return s
 
 
-@nb.njit(cache=True)
+@nb.njit(parallel=True, cache=True)
 def _rescore(cand, k, has_dense, emb, has_lex, indptr, indices, data, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
-    """For each row: unique candidates, score = w*(dense-lo_d)/sc_d + (1-w)*(lex-lo_l)/sc_l.
+    """`_rescore_rows` over chunks of rows in parallel (rows are independent: same result)."""
+    n = cand.shape[0]
+    n_chunks = min(n, 64)
+    step = (n + n_chunks - 1) // n_chunks if n_chunks else 0
+    for c in nb.prange(n_chunks):
+        _rescore_rows(c * step, min(n, (c + 1) * step), cand, has_dense, emb, has_lex, indptr, indices, data,
+                      w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s)
+
+
+@nb.njit(cache=True)
+def _rescore_rows(r0, r1, cand, has_dense, emb, has_lex, indptr, indices, data, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
+    """For rows r0..r1-1: unique candidates, score = w*(dense-lo_d)/sc_d + (1-w)*(lex-lo_l)/sc_l.
 
     With reserve, each signal's best candidate (by its own score) is kept in the top k.
     """
-    n, m = cand.shape
+    m = cand.shape[1]
     kk = out_i.shape[1]
     buf_i = np.empty(m, np.int64)
     buf_s = np.empty(m, np.float64)
     buf_d = np.empty(m, np.float64)
     buf_l = np.empty(m, np.float64)
-    for i in range(n):
+    for i in range(r0, r1):
         c = 0
         for t in range(m):
             j = cand[i, t]
@@ -550,11 +783,14 @@ def similarity_graph(
     seed: int = 1234,
     dense_knn: tuple[np.ndarray, np.ndarray] | None = None,
     progress=None,
+    lexical=None,
 ) -> tuple[np.ndarray, np.ndarray, SimilarityInfo]:
     """The traversal graph of one signal: (ids int64 [N, k], sims float32 [N, k], info).
 
     `dense_knn` (ids, sims) reuses a dense kNN already computed (the runner computes it
-    once for dedup); otherwise it is computed here with FAISS.
+    once for dedup); otherwise it is computed here with FAISS. `lexical`: unit-norm sparse
+    vectors already built (`lexical_vectors_from_ids` of the token store); `texts` is then
+    not read.
     """
     if similarity not in SIMILARITIES:
         raise ValueError(f"unknown similarity '{similarity}' ({', '.join(SIMILARITIES)})")
@@ -567,7 +803,7 @@ def similarity_graph(
         dense_knn = (d_ids, d_sims)
     if similarity == "dense":
         return dense_knn[0], dense_knn[1], SimilarityInfo("dense", dense_knn[0].shape[1])
-    x = lexical_vectors(texts, weighting)
+    x = lexical if lexical is not None else lexical_vectors(texts, weighting)
     l_ids, l_sims, lp = lexical_knn(x, k, method=lexical_method)
     params = {"weighting": weighting, "lexical": lp}
     if similarity == "lexical":

@@ -52,6 +52,12 @@ class TextTokenizer(Protocol):
         """(flat uint32 ids of all texts, int64 length of each text), no special tokens."""
         ...
 
+    def token_surfaces(self) -> list[str]:
+        """The text each id stands for, indexed by id: spaces as spaces, a byte that is part
+        of a multi-byte character as Python's surrogateescape character, special tokens ''.
+        (The lexical signal rebuilds words from ids with it.)"""
+        ...
+
 
 def token_dtype(vocab_size: int) -> np.dtype:
     """uint16 when every id fits, else uint32."""
@@ -104,6 +110,19 @@ class HFTokenizer:
         flat = np.concatenate([np.asarray(e.ids, dtype=np.uint32) for e in enc])
         return flat, lengths
 
+    def token_surfaces(self) -> list[str]:
+        vocab = self._tok.get_vocab(with_added_tokens=True)
+        special = {t.content for t in self._tok.get_added_tokens_decoder().values()}
+        out = [""] * (max(vocab.values()) + 1 if vocab else 0)
+        for piece, i in vocab.items():
+            if piece in special:
+                continue
+            if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):  # sentencepiece byte fallback
+                out[i] = bytes([int(piece[3:5], 16)]).decode("utf-8", errors="surrogateescape")
+            else:  # sentencepiece '\u2581' and byte-level BPE '\u0120' stand for a space
+                out[i] = piece.replace("\u2581", " ").replace("\u0120", " ")
+        return out
+
 
 class TiktokenTokenizer:
     """A tiktoken-style encoding (`bpe-openai` or `tiktoken`)."""
@@ -124,6 +143,16 @@ class TiktokenTokenizer:
         if not ids:
             return np.zeros(0, np.uint32), lengths
         return np.concatenate([np.asarray(x, dtype=np.uint32) for x in ids]), lengths
+
+    def token_surfaces(self) -> list[str]:
+        out = []
+        for i in range(self.vocab_size):
+            try:
+                b = self._enc.decode_single_token_bytes(i)
+            except KeyError:  # an unused id, or a special token
+                b = b""
+            out.append("" if i == self.eos_id else b.decode("utf-8", errors="surrogateescape"))
+        return out
 
 
 def llama2_tokenizer_path() -> Path:

@@ -9,9 +9,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numba as nb
 import numpy as np
 
 from . import EmbedderUnavailable, l2_normalize
+
+TOKENIZER = "llama2"  # the token store (contextsort.tokenizer spec) whose ids encode_ids accepts
+
+
+@nb.njit(parallel=True, cache=True)
+def mean_pool(table, tokens, start, length, out, bad):
+    """out[i] = mean of table[tokens[start[i] : start[i] + length[i]]] (zeros when empty).
+
+    float32, tokens summed in order: the same arithmetic as wordllama's padded-batch mean
+    (padding contributes exact zeros), so vectors equal `encode` bit for bit. Ids outside
+    the table are skipped and counted in bad[i].
+    """
+    dim = table.shape[1]
+    vocab = table.shape[0]
+    for i in nb.prange(len(start)):
+        acc = np.zeros(dim, np.float32)
+        a = start[i]
+        for t in range(a, a + length[i]):
+            tid = np.int64(tokens[t])
+            if tid < 0 or tid >= vocab:
+                bad[i] += 1
+                continue
+            row = table[tid]
+            for d in range(dim):
+                acc[d] += row[d]
+        cnt = np.float32(max(length[i], 1))
+        for d in range(dim):
+            out[i, d] = acc[d] / cnt
 
 
 def _import_wordllama():
@@ -61,3 +90,26 @@ class WordLlamaEmbedder:
             texts = [t[: 32 * self.max_tokens] for t in texts]
         vecs = self._model.embed(list(texts), norm=False, batch_size=self.batch_size)
         return l2_normalize(np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim))
+
+    def encode_ids(self, tokens: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """Vectors from llama2 token ids already in a token store, equal to `encode` of the texts.
+
+        Document i is ``tokens[start[i] : start[i] + length[i]]`` without special tokens
+        (`contextsort.tokens.content_spans` of the tokenize stage); only its first
+        `max_tokens` ids count, as in `encode`. No text is read and nothing is tokenized.
+        (`encode` cuts the text at 32 * max_tokens characters first: the two differ only
+        where the first max_tokens tokens span more characters than that.)
+        """
+        start = np.ascontiguousarray(start, dtype=np.int64)
+        length = np.asarray(length, dtype=np.int64)
+        if self.max_tokens:
+            length = np.minimum(length, self.max_tokens)
+        length = np.ascontiguousarray(length)
+        out = np.empty((len(start), self.dim), dtype=np.float32)
+        bad = np.zeros(len(start), dtype=np.int64)
+        mean_pool(self._model.embedding, tokens, start, length, out, bad)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"document {i}: {int(bad[i])} token ids outside the wordllama vocabulary "
+                             f"({self._model.embedding.shape[0]}): ids from another tokenizer than {TOKENIZER}?")
+        return l2_normalize(out)

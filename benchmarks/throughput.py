@@ -1,0 +1,215 @@
+"""End-to-end documents/s against the raw tokenizer, on >= 30k chunks of real text.
+
+The corpus: every BBC News article cut into 120-word windows every 24 words (real text,
+about 31k documents; neighbouring windows overlap, so some are near-duplicates). The
+baseline is HF `tokenizers` `encode_batch_fast` of the Llama-2 tokenizer on the same texts
+(in memory, no special tokens). The pipeline is timed per stage, in this process:
+
+- `ids` (default): ingest -> tokenize (token store) -> embed from ids -> dense kNN ->
+  lexical from ids + hybrid -> dedup -> order -> write: the tokenize-once pipeline.
+- `--old`: the same stages as before tokenize-once: embed from texts (wordllama tokenizes
+  again), lexical from texts (scikit-learn HashingVectorizer); no tokenize stage.
+- `--cli`: one `contextsort run` subprocess instead (whatever the runner wires), with its
+  manifest's stage seconds.
+
+Prints JSON: both rates, their ratio, per-stage seconds, peak RSS. Quote ratios measured in
+one run (the machine is shared):
+
+    PYTHONPATH=src python benchmarks/throughput.py [--old] [--cli] [--stride 24] > throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def build_corpus(path: Path, words: int = 120, stride: int = 24) -> int:
+    """BBC articles as `words`-word windows every `stride` words; returns the document count."""
+    from contextsort.sample import bbc_news_path
+
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for f in sorted(bbc_news_path().rglob("*.txt")):
+            w = f.read_text(encoding="utf-8", errors="replace").split()
+            for s in range(0, max(1, len(w) - words // 2), stride):
+                fh.write(json.dumps({"id": n, "label": f.parent.name, "text": " ".join(w[s : s + words])}) + "\n")
+                n += 1
+    return n
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def raw_tokenizer(texts: list[str]) -> float:
+    from tokenizers import Tokenizer
+
+    from contextsort.tokenizer import llama2_tokenizer_path
+
+    tok = Tokenizer.from_file(str(llama2_tokenizer_path()))
+    t = time.perf_counter()
+    tok.encode_batch_fast(texts, add_special_tokens=False)
+    return time.perf_counter() - t
+
+
+def warm_up(work: Path, old: bool) -> None:
+    """Compile the numba kernels once (cached), so that the timed run measures compiled code."""
+    path = work / "warm.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": f"warm up text {i} about topic {i % 3} and more"}) + "\n" for i in range(60)))
+    run_stages(path, work / "warm", old=old)
+    from contextsort.similarity import lexical_knn, lexical_vectors
+
+    lexical_knn(lexical_vectors([f"word{i} word{i + 1} shared" for i in range(50)]), 5, method="pruned")  # the path above 10k
+
+
+def run_stages(corpus: Path, run: Path, old: bool) -> dict:
+    """The pipeline's stages as library calls; returns seconds per stage."""
+    from contextsort.config import Config
+    from contextsort.corpus import CorpusReader, DocStore, DocStoreWriter, Reject
+    from contextsort.dedup import find_duplicates
+    from contextsort.embed import get_embedder
+    from contextsort.formats import write_ordered
+    from contextsort.graph import graph_from_knn, restrict_knn
+    from contextsort.neighbors import knn_graph
+    from contextsort.order import compute_order
+    from contextsort.pack import TokenStream, tokenize_store
+    from contextsort.similarity import similarity_graph
+    from contextsort.tokenizer import get_tokenizer
+
+    if not old:  # (--old runs on a checkout from before tokenize-once too, which lacks these)
+        from contextsort.similarity import lexical_vectors_from_ids
+        from contextsort.tokens import content_spans
+
+    cfg = Config()
+    run.mkdir(parents=True, exist_ok=True)
+    sec: dict[str, float] = {}
+
+    def timed(name, fn):
+        t = time.perf_counter()
+        out = fn()
+        sec[name] = round(time.perf_counter() - t, 3)
+        return out
+
+    def ingest():
+        w = DocStoreWriter(run / "store")
+        for item in CorpusReader([corpus]):
+            if not isinstance(item, Reject):
+                w.add(item)
+        w.close()
+        return DocStore(run / "store")
+
+    store = timed("ingest", ingest)
+    n = len(store)
+    embedder = get_embedder(cfg.embed.embedder)
+    tok = get_tokenizer("llama2")
+    if old:
+        def embed_texts():
+            out = np.empty((n, embedder.dim), np.float32)
+            for s in range(0, n, 512):
+                out[s : s + 512] = embedder.encode(store.texts(s, min(n, s + 512)))
+            return out
+
+        emb = timed("embed", embed_texts)
+    else:
+        timed("tokenize", lambda: tokenize_store(store, tok, run / "tokens"))
+        stream = TokenStream.open(run / "tokens")
+        start, length = content_spans(stream)
+        emb = timed("embed", lambda: embedder.encode_ids(stream.tokens, start, length))
+    valid = np.linalg.norm(emb, axis=1) >= 0.5
+    d_ids, d_sims, _ = timed("dense_knn", lambda: knn_graph(emb, k=cfg.knn.k, seed=1234))
+    sim = cfg.similarity
+
+    def hybrid():
+        opts = dict(weighting=sim.lexical, weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(d_ids, d_sims))
+        if old:
+            texts = (x for s in range(0, n, 4096) for x in store.texts(s, min(n, s + 4096)))
+            return similarity_graph(sim.similarity, emb, texts, cfg.knn.k, **opts)
+        lex = timed("lexical_vectors", lambda: lexical_vectors_from_ids(stream.tokens, start, length, tok, sim.lexical))
+        return timed("lexical_knn_hybrid", lambda: similarity_graph(sim.similarity, emb, None, cfg.knn.k, lexical=lex, **opts))
+
+    ids, sims, _ = timed("lexical_hybrid", hybrid)  # (ids mode: the sum of the two parts above)
+    dup_of = timed("dedup", lambda: find_duplicates(d_ids, d_sims, cfg.dedup.threshold, store.text_hash, valid))
+
+    def order():
+        keep = (dup_of < 0) & valid
+        kept = np.flatnonzero(keep)
+        k_ids, k_sims = restrict_knn(ids, sims, dup_of, keep)
+        return kept[compute_order(cfg.order.algorithm, graph_from_knn(k_ids, k_sims), seed=cfg.seed, knn_ids=k_ids)]
+
+    perm = timed("order", order)
+    timed("write", lambda: write_ordered(run, store, perm, cfg.output.formats, cfg.input.label_field, quiet=True))
+    sec["documents"] = n
+    sec["duplicates"] = int((dup_of >= 0).sum())
+    return sec
+
+
+def run_cli(corpus: Path, run: Path) -> dict:
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "contextsort.cli", "run", str(corpus), "-o", str(run), "-q"],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "src")})
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"contextsort run failed ({p.returncode}): {p.stderr[-2000:]}")
+    man = json.loads((run / "manifest.json").read_text())
+    sec = {k: v.get("seconds") for k, v in man.get("stages", {}).items() if isinstance(v, dict)}
+    sec["wall"] = round(wall, 3)
+    sec["documents"] = man.get("stages", {}).get("ingest", {}).get("documents")
+    sec["peak_rss_mb_child"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    return sec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--old", action="store_true", help="the stages as before tokenize-once (embed and lexical from text)")
+    ap.add_argument("--cli", action="store_true", help="time one `contextsort run` subprocess instead of library calls")
+    ap.add_argument("--stride", type=int, default=24, help="words between window starts (24: about 31k documents)")
+    ap.add_argument("--work", default=None)
+    a = ap.parse_args()
+    logging.disable(logging.INFO)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(a.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        corpus = work / "corpus.jsonl"
+        n = build_corpus(corpus, stride=a.stride)
+        texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
+        if not a.cli:
+            warm_up(work, a.old)
+        raw = raw_tokenizer(texts)
+        del texts
+        if a.cli:
+            stages = run_cli(corpus, work / "run")
+            total = stages["wall"]
+        else:
+            stages = run_stages(corpus, work / "run", a.old)
+            total = sum(v for k, v in stages.items() if k not in ("documents", "duplicates", "lexical_vectors", "lexical_knn_hybrid"))
+        raw_again = raw_tokenizer([json.loads(line)["text"] for line in open(corpus, encoding="utf-8")])
+    raw_s = min(raw, raw_again)
+    out = {
+        "mode": "cli" if a.cli else ("old" if a.old else "ids"),
+        "documents": n,
+        "tokenizer_seconds": round(raw_s, 3),
+        "tokenizer_docs_per_s": round(n / raw_s, 1),
+        "pipeline_seconds": round(total, 3),
+        "pipeline_docs_per_s": round(n / total, 1),
+        "ratio": round(raw_s / total, 3),
+        "stage_seconds": stages,
+        "stage_vs_tokenizer": {k: round(v / raw_s, 2) for k, v in stages.items()
+                               if isinstance(v, (int, float)) and k not in ("documents", "duplicates", "peak_rss_mb_child")},
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
