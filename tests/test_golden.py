@@ -1,8 +1,10 @@
-"""The stage redesign changed no output: BBC outputs equal those of the previous design.
+"""Outputs change only on purpose: BBC outputs equal the recorded ones.
 
-The hashes in golden/ were recorded with commit aee3ccc (the last before the redesign)
-by the command stored beside them. Parquet files are compared by their rows read back
-with pyarrow (their bytes carry the pyarrow version)."""
+The hashes in golden/ were recorded with commit aee3ccc (the last before the stage
+redesign, which reproduced them exactly) by the command stored beside them; the file's
+"history" lists each deliberate change since (which issue, why, which files). Parquet
+files are compared by their rows read back with pyarrow (their bytes carry the pyarrow
+version)."""
 
 from __future__ import annotations
 

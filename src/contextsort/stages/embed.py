@@ -45,6 +45,23 @@ def embed_rows(store_dir: str, content: str, spec: str, options: dict, rows: np.
     return cached_embedder(spec, options).encode([store.text(int(i)) for i in rows])
 
 
+_TOKENS: dict[str, object] = {}
+
+
+def embed_token_rows(tokens_dir: str, content: str, spec: str, options: dict, rows: np.ndarray) -> np.ndarray:
+    """A task: vectors pooled from the token store's ids of the documents at `rows` (no text read)."""
+    from ..pack import TokenStream
+    from ..tokens import content_spans
+
+    key = tokens_dir + "|" + content
+    if key not in _TOKENS:
+        _TOKENS.clear()
+        stream = TokenStream.open(tokens_dir)
+        _TOKENS[key] = (stream, *content_spans(stream))
+    stream, start, length = _TOKENS[key]
+    return cached_embedder(spec, options).encode_ids(stream.tokens, start[rows], length[rows])
+
+
 def load_embeddings(ctx: RunContext) -> np.ndarray:
     """Embeddings as float32 for the later stages (memory-mapped when stored as float32)."""
     def load():
@@ -60,7 +77,7 @@ def load_valid(ctx: RunContext) -> np.ndarray:
 class EmbedStage(Stage):
     name = "embed"
     reads = ("embed",)
-    consumes = ("store",)
+    consumes = ("store", "tokens")
 
     def produces(self, cfg):
         return {"embeddings": ["embeddings.npy", "embed_valid.npy"]}
@@ -83,12 +100,17 @@ class EmbedStage(Stage):
             # the fit is seeded, so a resumed run refits the same model
             embedder.fit(store.text(i) for i in range(n))
         else:
-            store_dir = str(ctx.path("store"))
-            content = ctx.record("ingest")["content_hash"]
+            # static embedders that read token ids pool them from the token store (tokenize once)
+            from_ids = hasattr(embedder, "encode_ids") and ctx.path("tokens/meta.json").exists()
+            task = embed_token_rows if from_ids else embed_rows
+            source = str(ctx.path("tokens" if from_ids else "store"))
+            content = ctx.record("tokenize" if from_ids else "ingest")["artifacts"]["tokens" if from_ids else "store"]
+            if from_ids and not e.batch_size:
+                bs = 16384  # pooling is cheap: large batches, fewer checkpoints
 
             def encode_batches(batches):
-                args = ((store_dir, content, e.embedder, options, idx) for idx in batches)
-                return (vecs for _, vecs in ctx.engine.map(embed_rows, args, ordered=True))
+                args = ((source, content, e.embedder, options, idx) for idx in batches)
+                return (vecs for _, vecs in ctx.engine.map(task, args, ordered=True))
 
         lengths = np.diff(store.txt_off)  # UTF-8 bytes: a cheap proxy for token count
         with progress(n, "embed") as bar:
@@ -103,11 +125,12 @@ class EmbedStage(Stage):
             )
         save_npy(ctx.path("embed_valid.npy"), valid)
         _EMBEDDERS.clear()  # release the model after this stage
+        _TOKENS.clear()
         ctx.cache.pop("embeddings", None)
         ctx.cache.pop("embed_valid", None)
         return {
             "embedder": embedder.name, "dim": embedder.dim, "dtype": e.dtype, "batch_size": bs,
             "device": getattr(embedder, "device", "cpu"), "fp16": bool(getattr(embedder, "fp16", False)),
             "docs_per_second": round(stats.docs_per_second, 1), "resumed_batches": stats.resumed_batches,
-            "invalid": int((~valid).sum()),
+            "invalid": int((~valid).sum()), "input": "token ids" if encode_batches is not None and from_ids else "text",
         }

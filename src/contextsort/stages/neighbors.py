@@ -9,7 +9,6 @@ import time
 import numpy as np
 
 from ..atomic import save_npy
-from ..corpus import DocStore
 from ..distributed.partition import PartitionParams, partitioned_knn
 from ..neighbors import knn_graph
 from ..pipeline import RunContext, Stage
@@ -31,7 +30,7 @@ def drop_invalid(ids: np.ndarray, sims: np.ndarray, valid: np.ndarray) -> None:
 class NeighborsStage(Stage):
     name = "neighbors"
     reads = ("knn", "similarity", "seed")
-    consumes = ("embeddings", "store", "partitions")
+    consumes = ("embeddings", "store", "tokens", "partitions")
 
     def produces(self, cfg):
         files = ["knn_ids.npy", "knn_sims.npy"]
@@ -82,21 +81,24 @@ class NeighborsStage(Stage):
 
     @staticmethod
     def signal_graph(ctx: RunContext, emb, ids, sims):
-        """Lexical / hybrid traversal graph over every document (texts read once, in batches)."""
-        from ..similarity import similarity_graph
+        """Lexical / hybrid traversal graph over every document; lexical terms are the words
+        the token store's ids spell (no second tokenization of the texts)."""
+        from ..similarity import lexical_vectors_from_ids, similarity_graph
+        from ..tokenizer import get_tokenizer
+        from .tokenize import TOKENIZER, token_spans
 
         sim = ctx.cfg.similarity
-        store = DocStore(ctx.path("store"))
-        n, bs = len(store), 4096
+        n = emb.shape[0]
         log.info(f"[neighbors] {sim.similarity} similarity over {n} documents")
-        with progress(n, "lexical", unit="doc") as bar:
-            def texts():
-                for s in range(0, n, bs):
-                    batch = store.texts(s, min(n, s + bs))
-                    bar.update(len(batch))
-                    yield from batch
-            return similarity_graph(sim.similarity, np.asarray(emb), texts(), ctx.cfg.knn.k, weighting=sim.lexical,
-                                    weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims))
+        with progress(3, "lexical", unit="step") as bar:
+            stream, start, length = token_spans(ctx)
+            lex = lexical_vectors_from_ids(stream.tokens, start, length, get_tokenizer(TOKENIZER), sim.lexical)
+            bar.update(1)
+            out = similarity_graph(sim.similarity, np.asarray(emb), None, ctx.cfg.knn.k, weighting=sim.lexical,
+                                   weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims),
+                                   lexical=lex)
+            bar.update(2)
+        return out
 
 
 def load_partitions_declared(ctx: RunContext) -> bool:

@@ -1,6 +1,6 @@
-"""tokenize + pack: training contexts of --context-length tokens from the order (on when
---context-length is given). Tokens are computed once per stored document, so a new order
-or new pack options reuse them."""
+"""pack: training contexts of --context-length tokens from the order (on when
+--context-length is given), read from the token store (stages/tokenize.py), so a new
+order or new pack options never tokenize again."""
 
 from __future__ import annotations
 
@@ -9,51 +9,17 @@ from dataclasses import asdict
 import numpy as np
 
 from ..config import parse_size
-from ..pack import TokenStream, pack_contexts, tokenize_store
+from ..pack import TokenStream, pack_contexts
 from ..pipeline import RunContext, Stage
 from ..progress import progress
 from ..tokenizer import get_tokenizer
 from .embed import load_embeddings
-
-TOKEN_FILES = ["tokens", "tokens/meta.json", "tokens/stream.bin", "tokens/doc_off.npy"]
-
-
-def packing(cfg) -> bool:
-    return bool(cfg.pack.context_length)
-
-
-class TokenizeStage(Stage):
-    name = "tokenize"
-    consumes = ("store",)
-
-    def applies(self, cfg) -> bool:
-        return packing(cfg)
-
-    def produces(self, cfg):
-        return {"tokens": TOKEN_FILES}
-
-    def key(self, ctx: RunContext) -> object:
-        pc = ctx.cfg.pack
-        return {"tokenizer": pc.tokenizer, "bos": pc.bos}
-
-    def prepare(self, ctx: RunContext) -> None:
-        ctx.cache["tokenizer"] = get_tokenizer(ctx.cfg.pack.tokenizer)  # fails before any work if missing
-
-    def run(self, ctx: RunContext) -> dict:
-        from ..corpus import DocStore
-
-        pc = ctx.cfg.pack
-        tok = ctx.cache.get("tokenizer") or get_tokenizer(pc.tokenizer)
-        store = DocStore(ctx.path("store"))
-        with progress(len(store), "tokenize") as bar:
-            meta = tokenize_store(store, tok, ctx.path("tokens"), bos=pc.bos, progress=bar.update)
-        return {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
-
+from .tokenize import TOKENIZER, packing
 
 class PackStage(Stage):
     name = "pack"
     reads = ("pack", "seed")
-    consumes = ("tokens", "order", "embeddings")
+    consumes = ("tokens", "pack_tokens", "order", "embeddings")
 
     def applies(self, cfg) -> bool:
         return packing(cfg)
@@ -64,9 +30,9 @@ class PackStage(Stage):
     def run(self, ctx: RunContext) -> dict:
         pc = ctx.cfg.pack
         seed = ctx.cfg.seed if pc.seed is None else pc.seed
-        tok = ctx.cache.get("tokenizer") or get_tokenizer(pc.tokenizer)
+        tok = get_tokenizer(pc.tokenizer)
         order = np.load(ctx.path("order.npy"))
-        stream = TokenStream.open(ctx.path("tokens"))
+        stream = TokenStream.open(ctx.path("tokens" if pc.tokenizer == TOKENIZER else "tokens_pack"))
         n_ctx = -(-int(stream.seq_len[order].sum()) // int(pc.context_length))
         with progress(n_ctx, "pack", unit="ctx") as bar:
             info = pack_contexts(

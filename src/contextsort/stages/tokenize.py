@@ -1,0 +1,101 @@
+"""tokenize: every stored document encoded once into a memory-mapped token store.
+
+The static embedder pools its vectors from these ids, the lexical signal counts the words
+they spell, and packing reads them as they are: no stage tokenizes a text again. The store
+uses the embedder's tokenizer (llama2); packing with another tokenizer adds a second,
+explicit stage (`tokenize_pack`) that tokenizes only what packing needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import fingerprint
+from ..corpus import DocStore
+from ..embed.wordllama import TOKENIZER
+from ..pack import tokenize_store
+from ..pipeline import RunContext, Stage
+from ..progress import progress
+from ..tokenizer import get_tokenizer
+
+TOKEN_FILES = ["tokens", "tokens/meta.json", "tokens/stream.bin", "tokens/doc_off.npy"]
+PACK_TOKEN_FILES = ["tokens_pack", "tokens_pack/meta.json", "tokens_pack/stream.bin", "tokens_pack/doc_off.npy"]
+
+
+def packing(cfg) -> bool:
+    return bool(cfg.pack.context_length)
+
+
+def embedder_reads_ids(cfg) -> bool:
+    return cfg.embed.embedder.split(":")[0] == "wordllama"
+
+
+def needs_token_store(cfg) -> bool:
+    """The llama2 token store feeds the static embedder, the lexical signal and llama2 packing."""
+    return embedder_reads_ids(cfg) or cfg.similarity.similarity != "dense" or (packing(cfg) and cfg.pack.tokenizer == TOKENIZER)
+
+
+def store_bos(cfg) -> bool:
+    return bool(packing(cfg) and cfg.pack.tokenizer == TOKENIZER and cfg.pack.bos)
+
+
+class TokenizeStage(Stage):
+    name = "tokenize"
+    consumes = ("store",)
+
+    def applies(self, cfg) -> bool:
+        return needs_token_store(cfg)
+
+    def produces(self, cfg):
+        return {"tokens": TOKEN_FILES}
+
+    def key(self, ctx: RunContext) -> object:
+        return {"tokenizer": TOKENIZER, "bos": store_bos(ctx.cfg)}
+
+    def run(self, ctx: RunContext) -> dict:
+        tok = get_tokenizer(TOKENIZER)
+        store = DocStore(ctx.path("store"))
+        with progress(len(store), "tokenize") as bar:
+            meta = tokenize_store(store, tok, ctx.path("tokens"), bos=store_bos(ctx.cfg), progress=bar.update)
+        info = {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
+        # the ids without separators: what the embedder and the lexical signal read (a BOS
+        # added for packing does not change them, so it does not recompute the embeddings)
+        info["artifact_fingerprints"] = {"tokens": fingerprint(tok.fingerprint, ctx.record("ingest")["content_hash"])}
+        return info
+
+
+class PackTokenizeStage(Stage):
+    name = "tokenize_pack"
+    consumes = ("store",)
+
+    def applies(self, cfg) -> bool:
+        return packing(cfg) and cfg.pack.tokenizer != TOKENIZER
+
+    def produces(self, cfg):
+        return {"pack_tokens": PACK_TOKEN_FILES}
+
+    def key(self, ctx: RunContext) -> object:
+        return {"tokenizer": ctx.cfg.pack.tokenizer, "bos": ctx.cfg.pack.bos}
+
+    def prepare(self, ctx: RunContext) -> None:
+        ctx.cache["pack_tokenizer"] = get_tokenizer(ctx.cfg.pack.tokenizer)  # fails before any work if missing
+
+    def run(self, ctx: RunContext) -> dict:
+        pc = ctx.cfg.pack
+        tok = ctx.cache.get("pack_tokenizer") or get_tokenizer(pc.tokenizer)
+        store = DocStore(ctx.path("store"))
+        with progress(len(store), "tokenize_pack") as bar:
+            meta = tokenize_store(store, tok, ctx.path("tokens_pack"), bos=pc.bos, progress=bar.update)
+        return {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
+
+
+def token_spans(ctx: RunContext):
+    """(stream, start, length) of the llama2 token store: each document's ids without separators."""
+    from ..pack import TokenStream
+    from ..tokens import content_spans
+
+    def load():
+        stream = TokenStream.open(ctx.path("tokens"))
+        start, length = content_spans(stream)
+        return stream, start, np.asarray(length)
+    return ctx.cached("token_spans", load)
