@@ -11,7 +11,8 @@ graph_from_knn, compute_order, pack.plan_contexts), not the runner. Per row:
 - seconds of the order stage (median of --repeats, compiled code).
 
 Corpora come from benchmarks/corpora.py (built on first use). Settings are written
-`similarity[:weight]/k_walk/order[:candidates]`, e.g. `hybrid:0.2/10/improved:3`.
+`similarity[:weight]/k_walk/order[:candidates[:or_opt]]`, e.g. `hybrid:0.2/10/improved:3:0`
+(today's `improved`: 3 candidates, no Or-opt pass).
 
     PYTHONPATH=src python benchmarks/quality.py > quality.json
     PYTHONPATH=src python benchmarks/quality.py --corpora bbc,autoconf --grid   # choose settings
@@ -138,8 +139,8 @@ def context_coherence(p: Prepared, order: np.ndarray, L: int, mode: str, max_pai
 def parse_setting(s: str) -> tuple[str, str, int, str, dict]:
     sim, k, order = s.split("/")
     sim_name, _, w = sim.partition(":")
-    name, _, c = order.partition(":")
-    opts = {"candidates": int(c)} if c else {}
+    name, *rest = order.split(":")
+    opts = dict(zip(("candidates", "or_opt"), map(int, rest)))
     return sim_name, w or "0.2", int(k), name, opts
 
 
