@@ -45,13 +45,17 @@ from contextsort.similarity import hybrid_knn, lexical_knn, lexical_vectors  # n
 
 SELECT = ["bbc", "autoconf"]  # corpora on which settings were chosen
 REPORT = ["jargon", "as", "bash"]  # corpora that only report
-TABLE = [  # the default table: today's settings, the paper, the signals, the new default
-    "dense/10/paper", "dense/10/improved:3",
-    "lexical/10/paper", "lexical/10/improved:3",
-    "hybrid:0.2/10/random", "hybrid:0.2/10/paper", "hybrid:0.2/10/edge", "hybrid:0.2/10/improved:3",
-    "hybrid:0.2/24/improved:8", "hybrid:auto/24/improved:8",
+TABLE = [  # the paper, the signals, today's `improved`, each new setting alone, the new default
+    "dense/10/paper", "dense/10/improved:3:0", "lexical/10/paper", "lexical/10/improved:3:0",
+    "hybrid:0.2/10/random", "hybrid:0.2/10/paper", "hybrid:0.2/10/edge", "hybrid:0.2/10/improved:3:0",
+    "hybrid:0.2/10/improved:3:3", "hybrid:0.2/24/improved:3:3", "hybrid:0.5/10/improved:3:3",
+    "hybrid:0.5/24/paper", "hybrid:0.5/24/improved:3:3",
 ]
-GRID = [f"hybrid:{w}/{k}/improved:{c}" for w in (0.2, 0.35, 0.5) for k in (10, 16, 24, 32) for c in (3, 8)]
+BASELINE = "hybrid:0.2/10/improved:3:0"  # today's `--order improved` with the default signal
+SELECTED = "hybrid:0.5/24/improved:3:3"  # best on the select corpora (--grid)
+DEFAULT = "hybrid:0.2/10/improved:3:3"  # the recommended default (docs/quality.md says why)
+CANDIDATES = [SELECTED, DEFAULT, "hybrid:0.2/24/improved:3:3", "hybrid:0.2/10/paper"]
+GRID = [BASELINE] + [f"hybrid:{w}/{k}/improved:{c}:3" for w in (0.35, 0.5, 0.65) for k in (16, 24, 32) for c in (3, 8)]
 
 
 class Prepared:
@@ -144,17 +148,12 @@ def parse_setting(s: str) -> tuple[str, str, int, str, dict]:
     return sim_name, w or "0.2", int(k), name, opts
 
 
-def auto_weight(p: Prepared) -> float:
-    """Dense share of the hybrid chosen from the signals' neighbour agreement (see docs/quality.md)."""
-    from contextsort.similarity import hybrid_weight_from_agreement
-
-    return hybrid_weight_from_agreement(neighbour_agreement(p))
-
-
 def evaluate(p: Prepared, setting: str, L: int, repeats: int) -> dict:
     sim, w, k, name, opts = parse_setting(setting)
-    weight = auto_weight(p) if w == "auto" else float(w)
+    weight = float(w)
+    t = time.perf_counter()
     graph, k_ids = p.graph(sim, weight, k)
+    graph_seconds = time.perf_counter() - t
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -165,6 +164,7 @@ def evaluate(p: Prepared, setting: str, L: int, repeats: int) -> dict:
     pw = path_edge_weights(graph, local)
     bound = path_bound(graph)
     row = {"setting": setting, "weight": round(weight, 3), "seconds": round(float(np.median(times)), 5),
+           "graph_seconds": round(graph_seconds, 3),
            "path_weight": round(float(pw.sum()), 2), "path_ratio": round(float(pw.sum() / bound), 4) if bound else 0.0,
            "jumps": int((pw == 0).sum())}
     adj = pair_stats(p, order[:-1], order[1:])
@@ -173,6 +173,23 @@ def evaluate(p: Prepared, setting: str, L: int, repeats: int) -> dict:
     row["concat"] = context_coherence(p, order, L, "concat")
     row["boundary"] = context_coherence(p, order, L, "boundary")
     return row
+
+
+def summarize(report: dict, baseline: str = BASELINE, candidate: str = DEFAULT) -> dict:
+    """Relative change of label agreement and link rate, candidate vs baseline, per corpus and
+    averaged (a corpus's figure is the mean of the measures it has) over each role."""
+    per, by_role = {}, {"select": [], "report": []}
+    for name, c in report["corpora"].items():
+        rows = {r["setting"]: r for r in c["rows"]}
+        if baseline not in rows or candidate not in rows:
+            continue
+        b, n = rows[baseline], rows[candidate]
+        rel = {m: round(n[m] / b[m] - 1, 4) for m in ("label_agreement", "link_rate") if m in b and b[m]}
+        rel["path_ratio"] = n["path_ratio"]
+        per[name] = rel
+        by_role[c["role"]].append(np.mean([v for m, v in rel.items() if m != "path_ratio"]))
+    return {"baseline": baseline, "candidate": candidate, "per_corpus": per,
+            **{f"mean_relative_gain_{r}": round(float(np.mean(v)), 4) for r, v in by_role.items() if v}}
 
 
 def warm_up(settings: list[str]) -> None:
@@ -194,7 +211,12 @@ def main() -> None:
     ap.add_argument("--context-length", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=C.DEFAULT_CACHE)
+    ap.add_argument("--summarize", type=Path, default=None, help="only print the summary of a saved JSON table")
     a = ap.parse_args()
+    if a.summarize:
+        saved = json.loads(a.summarize.read_text())
+        print(json.dumps([summarize(saved, BASELINE, c) for c in CANDIDATES], indent=2))
+        return
     logging.disable(logging.INFO)
     settings = a.settings.split(",") if a.settings else (GRID if a.grid else TABLE)
     k_max = max(parse_setting(s)[2] for s in settings)
@@ -216,6 +238,7 @@ def main() -> None:
             "random": {k_: round(float(np.mean([r[k_] for r in rand])), 4) for k_ in rand[0] if k_ != "pairs"},
             "rows": rows,
         }
+    report["summary"] = [summarize(report, BASELINE, c) for c in CANDIDATES]
     print(json.dumps(report, indent=2))
 
 

@@ -28,6 +28,7 @@ class EmbedConfig:
 @dataclass
 class KnnConfig:
     k: int = 10  # neighbours per document (the paper uses 10)
+    walk_k: int | None = None  # neighbours per document in the traversal graph (None: k; dedup keeps k); docs/quality.md
     index: str = "auto"  # auto | flat | ivf | hnsw | ivfpq
     nprobe: int | None = None
 
@@ -50,7 +51,7 @@ class DedupConfig:
 
 @dataclass
 class OrderConfig:
-    algorithm: str = "paper"
+    algorithm: str = "improved"  # the best measured (docs/quality.md); "paper" reproduces the paper exactly
     clusters: int | None = None  # --order cluster: number of k-means clusters (default sqrt(N))
     knn_neighbors: int | None = None  # --order knn: neighbours after each document (default: all k)
 

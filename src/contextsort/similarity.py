@@ -35,6 +35,9 @@ BLOCK_CELLS = 1 << 24  # rows x N cells of one similarity block (64 MiB as dense
 DENSE_FRACTION = 0.1  # a block product denser than this is searched as a dense array
 
 
+DEFAULT_HYBRID_WEIGHT = 0.2  # dense share of the hybrid (README "Similarity signals"; 0.5 did not hold up, docs/quality.md)
+
+
 class SimilarityUnavailable(Exception):
     """The lexical signal needs scikit-learn and scipy (core dependencies, checked at use)."""
 
@@ -508,7 +511,7 @@ def hybrid_knn(
     emb: np.ndarray,
     x,
     k: int,
-    weight: float = 0.2,
+    weight: float = DEFAULT_HYBRID_WEIGHT,
     dense_knn: tuple[np.ndarray, np.ndarray] | None = None,
     lexical_knn_: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
@@ -542,7 +545,7 @@ def similarity_graph(
     texts: Sequence[str] | Iterable[str] | None,
     k: int,
     weighting: str = "tfidf",
-    weight: float = 0.2,
+    weight: float = DEFAULT_HYBRID_WEIGHT,
     lexical_method: str = "auto",
     index: str = "auto",
     nprobe: int | None = None,
