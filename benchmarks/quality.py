@@ -192,6 +192,22 @@ def summarize(report: dict, baseline: str = BASELINE, candidate: str = DEFAULT) 
             **{f"mean_relative_gain_{r}": round(float(np.mean(v)), 4) for r, v in by_role.items() if v}}
 
 
+def markdown(report: dict) -> str:
+    """The JSON table as one markdown table (docs/quality.md)."""
+    def f(row: dict, key: str) -> str:
+        return f"{row[key]:.3f}" if key in row else "-"
+
+    out = ["| corpus (role) | setting | label | link | path / bound | concat: sim / label / link | boundary: sim / label / link | order s |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name, c in report["corpora"].items():
+        for r in c["rows"]:
+            cc, bb = r["concat"], r["boundary"]
+            out.append(f"| {name} ({c['role']}) | `{r['setting']}` | {f(r, 'label_agreement')} | {f(r, 'link_rate')} | "
+                       f"{r['path_ratio']:.3f} | {f(cc, 'similarity')} / {f(cc, 'label_agreement')} / {f(cc, 'link_rate')} | "
+                       f"{f(bb, 'similarity')} / {f(bb, 'label_agreement')} / {f(bb, 'link_rate')} | {r['seconds']:.4f} |")
+    return "\n".join(out)
+
+
 def warm_up(settings: list[str]) -> None:
     """Compile every order once (numba), so the seconds are of compiled code."""
     rng = np.random.default_rng(0)
@@ -212,7 +228,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=C.DEFAULT_CACHE)
     ap.add_argument("--summarize", type=Path, default=None, help="only print the summary of a saved JSON table")
+    ap.add_argument("--markdown", type=Path, default=None, help="only print a saved JSON table as markdown")
     a = ap.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(a.markdown.read_text())))
+        return
     if a.summarize:
         saved = json.loads(a.summarize.read_text())
         print(json.dumps([summarize(saved, BASELINE, c) for c in CANDIDATES], indent=2))
