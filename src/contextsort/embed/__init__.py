@@ -76,7 +76,7 @@ DEDUP_THRESHOLDS = {
     "tfidf": 0.9925,
     "sentence-transformers": 0.90,
     "contriever": 0.97,
-    "model2vec": 0.97,
+    "model2vec": 0.99,
 }
 
 
