@@ -33,7 +33,7 @@ from contextsort.order import compute_order  # noqa: E402
 
 ORDERS = {  # name -> (order, options)
     "paper": ("paper", {}),
-    "improved (before: 3 candidates, no Or-opt)": ("improved", {"candidates": 3, "or_opt": 0}),
+    "improved (before: 3 candidates, no Or-opt)": ("improved", {"candidates": 3, "or_opt_segment": 0}),
     "improved (default)": ("improved", {}),
 }
 

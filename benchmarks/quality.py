@@ -144,7 +144,7 @@ def parse_setting(s: str) -> tuple[str, str, int, str, dict]:
     sim, k, order = s.split("/")
     sim_name, _, w = sim.partition(":")
     name, *rest = order.split(":")
-    opts = dict(zip(("candidates", "or_opt"), map(int, rest)))
+    opts = dict(zip(("candidates", "or_opt_segment"), map(int, rest)))
     return sim_name, w or "0.2", int(k), name, opts
 
 

@@ -75,7 +75,7 @@ DEDUP_THRESHOLDS = {
     "wordllama": 0.97,
     "tfidf": 0.9925,
     "sentence-transformers": 0.90,
-    "contriever": 0.97,
+    "contriever": 0.94,
     "model2vec": 0.99,
 }
 

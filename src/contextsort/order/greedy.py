@@ -19,7 +19,7 @@ neighbours c:
     removes a jump when the last join exists, a 2-opt move at a piece end when not).
 The best gaining move of each end is applied; ends touched are re-examined until none
 gains. All of it is O(E) in numba; edges are ordered by one counting-sort pass.
-The linked path is then polished by Or-opt (`_or_opt`: short segments moved anywhere next
+The linked path is then polished by Or-opt (`or_opt`: short segments moved anywhere next
 to a heavy neighbour), and the heaviest of that, the greedy start and the paper's walk is
 returned, so `improved` (the default order) never weighs less than `paper`.
 """
@@ -612,13 +612,29 @@ def _or_opt(indptr, indices, weights, path, max_seg, max_cand, max_work):
     return out, moves, total
 
 
+def or_opt(graph: Graph, path: np.ndarray, segment: int = 3, candidates: int = 3,
+           max_work: int | None = None) -> tuple[np.ndarray, int, float]:
+    """Or-opt moves on any order of the graph's nodes: (new order, moves, weight gained).
+
+    Segments of up to `segment` consecutive documents are moved next to one of the
+    `candidates` heaviest neighbours of a segment end; every move raises the exact path
+    weight. `max_work` caps the candidates examined (default 200 N).
+    """
+    path = np.ascontiguousarray(path, dtype=np.int64)
+    if graph.n == 0:
+        return path, 0, 0.0
+    mw = max_work if max_work is not None else 200 * graph.n
+    out, moves, gain = _or_opt(graph.indptr, graph.indices, graph.weights, path, segment, candidates, mw)
+    return out, int(moves), float(gain)
+
+
 IMPROVED_CANDIDATES = 3  # graph neighbours of each piece end tried as partners
 OR_OPT_SEGMENT = 3  # longest segment an Or-opt move relocates (0: no Or-opt pass)
 
 
 def improved_order(
     graph: Graph, candidates: int = IMPROVED_CANDIDATES, start: str = "edge", max_work: int | None = None,
-    or_opt: int = OR_OPT_SEGMENT,
+    or_opt_segment: int = OR_OPT_SEGMENT,
 ) -> np.ndarray:
     """Path pieces from a greedy start, improved by endpoint moves on kNN candidates, linked,
     then polished by Or-opt moves on the whole path.
@@ -628,15 +644,15 @@ def improved_order(
     compared with the paper's walk and with the greedy order it started from and never
     weighs less than either. `candidates` caps the neighbours tried per piece end and per
     segment end (the heaviest ones); `max_work` caps the edges scanned plus nodes relabelled
-    of each search (default 200 N) so the time stays linear; `or_opt` is the longest segment
-    moved (0 turns the Or-opt pass off).
+    of each search (default 200 N) so the time stays linear; `or_opt_segment` is the longest
+    segment an Or-opt move relocates (0 turns the Or-opt pass off).
     """
     if graph.n == 0:
         return np.empty(0, dtype=np.int64)
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1 (got {candidates})")
-    if or_opt < 0:
-        raise ValueError(f"or_opt must be >= 0 (got {or_opt})")
+    if or_opt_segment < 0:
+        raise ValueError(f"or_opt_segment must be >= 0 (got {or_opt_segment})")
     by_degree = min_degree_first(graph)
     _check_size(graph)
     paper = _paper_walk(graph.indptr, graph.indices, by_degree)  # = paper_order
@@ -652,8 +668,8 @@ def improved_order(
     mw = max_work if max_work is not None else 200 * graph.n
     _forest_search(graph.indptr, graph.indices, graph.weights, p1, p2, mw, candidates)
     improved = _link(graph.indptr, graph.indices, graph.weights, p1, p2, by_degree)
-    if or_opt > 0:
-        improved, _, _ = _or_opt(graph.indptr, graph.indices, graph.weights, improved, or_opt, candidates, mw)
+    if or_opt_segment > 0:
+        improved, _, _ = or_opt(graph, improved, or_opt_segment, candidates, mw)
     # A jump between pieces can land on an edge by chance (adding its weight, which may be
     # negative), so compare the linked orders themselves and keep the heaviest.
     best, best_w = improved, path_edge_weights(graph, improved).sum()
