@@ -255,6 +255,7 @@ def test_improved_never_below_the_greedy_it_starts_from(data):
     g = graph_from_knn(ids, sims)
     imp = pw(g, improved_order(g))
     assert imp >= pw(g, edge_order(g)) - 1e-6
+    assert imp >= pw(g, paper_order(g)) - 1e-6  # the default order never below the paper's walk
     assert imp <= path_bound(g) + 1e-5
     for cand in (1, 3):
         fast = improved_order(g, candidates=cand, start="paper")
@@ -276,3 +277,31 @@ def test_improved_is_near_optimal_on_tiny_graphs(n, seed):
     assert got <= best + 1e-6
     # a heuristic: the worst seen over 400 random graphs of 2-7 nodes was 0.84 x optimal
     assert got >= 0.75 * best - 1e-6
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_knn(), st.integers(1, 4), st.integers(1, 6))
+def test_or_opt_keeps_a_permutation_and_never_loses_weight(data, segment, cand):
+    """Or-opt from any start (here a random path) returns a permutation at least as heavy,
+    counting negative edges exactly as path_weight does."""
+    from contextsort.order.greedy import or_opt
+
+    ids, sims, seed = data
+    g = graph_from_knn(ids, sims)
+    start = np.random.default_rng(seed).permutation(g.n).astype(np.int64)
+    out, moves, gain = or_opt(g, start, segment, cand)
+    assert sorted(out.tolist()) == list(range(g.n))
+    assert pw(g, out) >= pw(g, start) - 1e-6
+    assert pw(g, out) == pytest.approx(pw(g, start) + gain, abs=1e-4)  # the gains it counts are real
+    assert (moves > 0) == (gain > 0)
+
+
+def test_or_opt_moves_a_misplaced_document_into_its_chain():
+    """Chain 0-1-2-3-4 (weight 0.9 each) walked as 0 1 3 4 2: moving 2 back between 1 and 3 is one move."""
+    from contextsort.order.greedy import or_opt
+
+    g, _ = graph_from_edges(5, {(0, 1): 0.9, (1, 2): 0.9, (2, 3): 0.9, (3, 4): 0.9, (1, 3): 0.1})
+    start = np.array([0, 1, 3, 4, 2], np.int64)
+    out, moves, _ = or_opt(g, start, 3, 3)
+    assert pw(g, out) == pytest.approx(3.6, abs=1e-6)
+    assert out.tolist() in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0])

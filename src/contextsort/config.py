@@ -212,7 +212,7 @@ class EmbedConfig:
 
 @dataclass
 class KnnConfig:
-    k: int = opt(10, "--k", "neighbours per document (the paper: 10)", Interval(int, 1, 1024))
+    k: int = opt(10, "--k", "neighbours per document searched for dedup and the graph (the paper: 10)", Interval(int, 1, 1024))
     index: str = opt("auto", "--index", "FAISS index (auto: exact below 50k documents, IVF above)", OneOf(("auto", "flat", "ivf", "hnsw", "ivfpq")))
     nprobe: int | None = opt(None, "--nprobe", "IVF lists probed per query (default: chosen from N)", Interval(int, 1), none=True)
 
@@ -238,7 +238,7 @@ class DedupConfig:
 
 @dataclass
 class OrderConfig:
-    algorithm: str = opt("paper", "--order", "ordering: paper (the paper's Algorithm 1, exactly), improved, edge, release, random, cluster, knn (see README 'Orderings')",
+    algorithm: str = opt("improved", "--order", "ordering: improved (the best measured, docs/quality.md), paper (reproduces the paper's Algorithm 1 exactly), edge, release, random, cluster, knn",
                          OneOf(_orders))
     clusters: int | None = opt(None, "--clusters", "--order cluster: number of k-means clusters (default: sqrt(N))", Interval(int, 1), none=True)
     knn_neighbors: int | None = opt(None, "--knn-neighbors", "--order knn: retrieved neighbours written after each document (default: all k)", Interval(int, 1), none=True)

@@ -38,6 +38,9 @@ LEXICAL_EXACT_MAX_N = 10_000  # exact lexical kNN up to here (20k synthetic docs
 LEXICAL_MAX_DF = 0.2  # terms from ids: words in more than this share of documents are stop words (benchmarks/lexical_ids.py)
 
 
+DEFAULT_HYBRID_WEIGHT = 0.2  # dense share of the hybrid (README "Similarity signals"; 0.5 did not hold up, docs/quality.md)
+
+
 class SimilarityUnavailable(DependencyMissing):
     """The lexical signal needs scikit-learn and scipy (core dependencies, checked at use)."""
 
@@ -742,7 +745,7 @@ def hybrid_knn(
     emb: np.ndarray,
     x,
     k: int,
-    weight: float = 0.2,
+    weight: float = DEFAULT_HYBRID_WEIGHT,
     dense_knn: tuple[np.ndarray, np.ndarray] | None = None,
     lexical_knn_: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
@@ -776,7 +779,7 @@ def similarity_graph(
     texts: Sequence[str] | Iterable[str] | None,
     k: int,
     weighting: str = "tfidf",
-    weight: float = 0.2,
+    weight: float = DEFAULT_HYBRID_WEIGHT,
     lexical_method: str = "auto",
     index: str = "auto",
     nprobe: int | None = None,

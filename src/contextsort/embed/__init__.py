@@ -66,3 +66,30 @@ def get_embedder(spec: str, **options) -> Embedder:
         f"unknown embedder '{spec}' (available: wordllama[:CONFIG], tfidf[:DIM], "
         "sentence-transformers:MODEL, contriever[:MODEL], model2vec:PATH)"
     )
+
+
+# Dedup thresholds per embedder family, calibrated on the BBC sample with planted copies
+# (benchmarks/dedup_threshold.py; docs/quality.md): the middle of the range that removes
+# every planted / exact / rewritten copy and no distinct article. Cosine scales differ a
+# lot between embedders, so one threshold for all would remove too much or too little.
+DEDUP_THRESHOLDS = {
+    "wordllama": 0.97,
+    "tfidf": 0.9925,
+    "sentence-transformers": 0.90,
+    "contriever": 0.94,
+    "model2vec": 0.99,
+}
+
+
+def default_dedup_threshold(embedder_spec: str) -> float:
+    """The calibrated near-duplicate cosine threshold for an embedder spec ("tfidf:256", "st:PATH", ...).
+
+    Sentence-transformers and contriever thresholds were calibrated on all-MiniLM-L6-v2 and
+    model2vec's on a model distilled from it; other models of a family get the family's value
+    (recalibrate with benchmarks/dedup_threshold.py).
+    """
+    name = embedder_spec.partition(":")[0]
+    name = "sentence-transformers" if name == "st" else name
+    if name not in DEDUP_THRESHOLDS:
+        raise EmbedderUnavailable(f"unknown embedder '{embedder_spec}' (available: {', '.join(DEDUP_THRESHOLDS)})")
+    return DEDUP_THRESHOLDS[name]

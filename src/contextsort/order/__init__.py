@@ -5,7 +5,7 @@
 | paper | Algorithm 1 (greedy walk, heaviest unvisited neighbour, jump to min degree) | yes |
 | release | the public release: first unseen of the top 9, 21-doc segments, short ones merged | yes |
 | edge | greedy edge matching (heaviest edges first, degree <= 2, no cycles), pieces linked | yes |
-| improved | `edge` (or `paper` if heavier) + 2-opt / Or-opt on kNN candidates | yes |
+| improved | `edge` + endpoint 2-opt / Or-opt on the pieces + Or-opt on the whole path; never below `paper` (the default) | yes |
 | random | Standard baseline | yes |
 | cluster | k-means (FAISS) clusters, random order inside and between clusters | yes |
 | knn | kNN baseline: every document followed by its retrieved neighbours | NO: documents repeat |

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..atomic import save_npy
 from ..corpus import DocStore
-from ..dedup import DEFAULT_THRESHOLD, find_duplicates
+from ..dedup import find_duplicates
+from ..embed import default_dedup_threshold
 from ..pipeline import RunContext, Stage
 from .embed import load_valid
 
@@ -20,7 +21,7 @@ def dense_knn(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
 
 def threshold_for(embedder: str, threshold: float | None) -> float:
     """The threshold given, or the one calibrated for this embedder (benchmarks/dedup_threshold.py)."""
-    return float(threshold) if threshold is not None else DEFAULT_THRESHOLD
+    return float(threshold) if threshold is not None else default_dedup_threshold(embedder)
 
 
 class DedupStage(Stage):
