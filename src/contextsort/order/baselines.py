@@ -23,10 +23,10 @@ def knn_order(graph: Graph, knn_ids: np.ndarray | None = None, seed: int = 0, ne
     if n == 0:
         return np.empty(0, np.int64)
     if knn_ids is None:
-        from .release import _graph_top
+        from .release import graph_top
 
         k = int(graph.degree.max()) if graph.n_edges else 0
-        knn_ids = _graph_top(graph, neighbors if neighbors is not None else min(k, 10))
+        knn_ids = graph_top(graph, neighbors if neighbors is not None else min(k, 10))
     ids = np.asarray(knn_ids, dtype=np.int64)
     if ids.shape[0] != n:
         raise ValueError(f"knn_ids has {ids.shape[0]} rows for a graph of {n} nodes")

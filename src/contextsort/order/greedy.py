@@ -31,7 +31,7 @@ import numpy as np
 
 from ..graph import Graph
 from ..metrics import path_edge_weights
-from .paper import _paper_walk, min_degree_first
+from .paper import paper_walk, min_degree_first
 
 
 @nb.njit(cache=True)
@@ -667,7 +667,7 @@ def improved_order(
         raise ValueError(f"or_opt_segment must be >= 0 (got {or_opt_segment})")
     by_degree = min_degree_first(graph)
     _check_size(graph)
-    paper = _paper_walk(graph.indptr, graph.indices, by_degree)  # = paper_order
+    paper = paper_walk(graph.indptr, graph.indices, by_degree)  # = paper_order
     if start == "edge":
         u, v = _sorted_edges(graph.indptr, graph.indices, graph.weights)
         p1, p2 = _match(graph.n, u, v)

@@ -19,7 +19,7 @@ from ..graph import Graph
 
 
 @nb.njit(cache=True)
-def _paper_walk(indptr, indices, by_degree):
+def paper_walk(indptr, indices, by_degree):
     n = len(indptr) - 1
     visited = np.zeros(n, np.bool_)
     path = np.empty(n, np.int64)
@@ -53,7 +53,7 @@ def paper_order(graph: Graph) -> np.ndarray:
     """Algorithm 1 on `graph`; returns a permutation of 0..N-1 (int64)."""
     if graph.n == 0:
         return np.empty(0, dtype=np.int64)
-    return _paper_walk(graph.indptr, graph.indices, min_degree_first(graph))
+    return paper_walk(graph.indptr, graph.indices, min_degree_first(graph))
 
 
 def min_degree_first(graph: Graph) -> np.ndarray:

@@ -158,14 +158,14 @@ def release_segments(graph: Graph, knn_ids=None, top: int = RELEASE_TOP, segment
     n = graph.n
     if n == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    ids = _graph_top(graph, top) if knn_ids is None else np.ascontiguousarray(knn_ids, dtype=np.int64)
+    ids = graph_top(graph, top) if knn_ids is None else np.ascontiguousarray(knn_ids, dtype=np.int64)
     if ids.shape[0] != n:
         raise ValueError(f"knn_ids has {ids.shape[0]} rows for a graph of {n} nodes")
     path, seg_of, n_seg = _release_walk(ids, top, segment)
     return _release_merge(ids, top, segment, path, seg_of.copy(), n_seg)
 
 
-def _graph_top(graph: Graph, top: int) -> np.ndarray:
+def graph_top(graph: Graph, top: int) -> np.ndarray:
     ids = np.full((graph.n, top), -1, np.int64)
     deg = np.minimum(graph.degree, top)
     for j in range(top):
