@@ -196,7 +196,31 @@ def main(argv: list[str] | None = None) -> int:
     _add_pack_options(p_pack, required=True)
     p_pack.add_argument("-q", "--quiet", action="store_true", help="no progress bars or stage log")
 
+    p_probe = sub.add_parser("probe", help="train two tiny LMs (random vs. run order) and compare how much a related document helps (RUN_DIR/probe.json)")
+    p_probe.add_argument("run_dir", help="a run directory made by `contextsort run`")
+    p_probe.add_argument("--seeds", type=int, default=3, help="repetitions, each with its own split and initialisation (default: %(default)s)")
+    p_probe.add_argument("--tokens", type=int, default=None, help="training tokens per model (default: one pass over the training documents)")
+    p_probe.add_argument("--layers", type=int, default=2, help="transformer layers (default: %(default)s)")
+    p_probe.add_argument("--width", type=int, default=128, help="model width (default: %(default)s)")
+    p_probe.add_argument("--context-length", "-L", type=int, default=512, help="tokens per training context (default: %(default)s)")
+    p_probe.add_argument("--score-tokens", type=int, default=128, help="tokens of each evaluated document scored, <= L/2 (default: %(default)s)")
+    p_probe.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: %(default)s)")
+    p_probe.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: the CPUs this process may use)")
+    p_probe.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
     a = parser.parse_args(argv)
+    if a.command == "probe":
+        from .probe import ProbeError, ProbeUnavailable, run_probe, summary_line
+
+        try:
+            result = run_probe(a.run_dir, seeds=a.seeds, tokens=a.tokens, layers=a.layers, width=a.width, context_length=a.context_length,
+                               score_tokens=a.score_tokens, device=a.device, threads=a.threads, progress=not a.quiet)
+        except (ProbeError, ProbeUnavailable) as e:
+            print(f"contextsort: error: {e}", file=sys.stderr)
+            return 2
+        print(summary_line(result))
+        print(f"details in         {a.run_dir}/probe.json")
+        return 0
     return _dispatch(a)
 
 
