@@ -200,7 +200,7 @@ def finite_numbers(x) -> list[float]:
 
 def test_tiny_probe_writes_complete_finite_json(tiny_run):
     pytest.importorskip("torch")
-    result = run_probe(tiny_run, seeds=2, context_length=64, score_tokens=16, width=32, layers=1, heads=2, batch_size=4, progress=False)
+    result = run_probe(tiny_run, seeds=2, context_length=64, score_tokens=16, width=32, layers=1, heads=2, batch_size=4, threads=1, progress=False)
     data = json.loads((tiny_run / "probe.json").read_text())
     assert data == json.loads(json.dumps(result))
     nums = finite_numbers({k: v for k, v in data.items() if k != "config"})

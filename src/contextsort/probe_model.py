@@ -68,7 +68,7 @@ def train(model: nn.Module, contexts: np.ndarray, batch_size: int, lr: float, de
     """One pass over `contexts` ([C, L] ids, PAD-padded, already in training order) with AdamW;
     returns the mean training loss of the last 10% of steps."""
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
     steps = -(-len(contexts) // batch_size)
     losses = []
     bar = tqdm(total=steps, desc=desc, file=sys.stderr, disable=not progress, leave=False)
