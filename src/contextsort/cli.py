@@ -1,4 +1,4 @@
-"""Command line: `contextsort run | demo | pack | report`. Options are generated from the config
+"""Command line: `contextsort run | demo | pack | report | probe`. Options are generated from the config
 declarations (config.py), so the CLI, the Python API and validation never drift apart."""
 
 from __future__ import annotations
@@ -148,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("run_dir", help="a run directory made by `contextsort run`")
     p_report.add_argument("-o", "--output", default=None, help="HTML file to write (default: RUN_DIR/report.html)")
     _verbosity(p_report)
+
+    p_probe = sub.add_parser("probe", help="train two tiny LMs (random vs. run order) and compare how much a related document helps (RUN_DIR/probe.json)")
+    p_probe.add_argument("run_dir", help="a run directory made by `contextsort run`")
+    p_probe.add_argument("--seeds", type=int, default=3, help="repetitions, each with its own split and initialisation (default: %(default)s)")
+    p_probe.add_argument("--tokens", type=int, default=None, help="training tokens per model (default: one pass over the training documents)")
+    p_probe.add_argument("--layers", type=int, default=2, help="transformer layers (default: %(default)s)")
+    p_probe.add_argument("--width", type=int, default=128, help="model width (default: %(default)s)")
+    p_probe.add_argument("--context-length", "-L", type=int, default=512, help="tokens per training context (default: %(default)s)")
+    p_probe.add_argument("--score-tokens", type=int, default=128, help="tokens of each evaluated document scored, <= L/2 (default: %(default)s)")
+    p_probe.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: %(default)s)")
+    p_probe.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: the CPUs this process may use)")
+    _verbosity(p_probe)
     return parser
 
 
@@ -191,6 +203,8 @@ def _command(a: argparse.Namespace) -> int:
 
         print(write_report(a.run_dir, a.output))
         return 0
+    if a.command == "probe":
+        return _probe(a)
     if a.command == "pack":
         cfg = config_from_args(a)
         result = pack_run(a.run_dir, cfg, quiet=a.quiet)
@@ -204,6 +218,25 @@ def _command(a: argparse.Namespace) -> int:
     print(summary(result))
     if a.command == "demo":
         print(f"total             {time.perf_counter() - t:.2f}s; outputs in {result.run_dir}/ordered.jsonl, removed.jsonl, manifest.json")
+    return 0
+
+
+def _probe(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .probe import run_probe, summary_line
+    from .report import ReportUnavailable, write_report
+
+    result = run_probe(a.run_dir, seeds=a.seeds, tokens=a.tokens, layers=a.layers, width=a.width,
+                       context_length=a.context_length, score_tokens=a.score_tokens, device=a.device,
+                       threads=a.threads, progress=not a.quiet)
+    print(summary_line(result))
+    print(f"details in         {Path(a.run_dir) / 'probe.json'}")
+    if (Path(a.run_dir) / "report.html").exists():  # the report gains its probe section
+        try:
+            print(f"report             {write_report(a.run_dir)}")
+        except ReportUnavailable:
+            pass
     return 0
 
 
