@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .selfjoin import ivf_gemm_knn
+
 EXACT_MAX_N = 50_000  # flat search below this: 50k x 50k x 256 dims takes a few seconds
 
 
@@ -120,6 +122,9 @@ def knn_graph(
     sims = np.zeros((nq, k_eff), dtype=np.float32)
     if k_eff == 0:
         return ids, sims, KnnInfo(kind, k_eff, n)
+    if kind == "ivfgemm":
+        ids, sims, params = ivf_gemm_knn(emb, k_eff, nlist=nlist, nprobe=nprobe, seed=seed, progress=progress, n_queries=nq)
+        return ids, sims, KnnInfo(kind, k_eff, n, params)
     idx, params = build_index(emb, kind, seed=seed, nprobe=nprobe, nlist=nlist)
     kq = k_eff + 1
     for start in range(0, nq, batch):
