@@ -53,10 +53,13 @@ def reset_peak() -> None:
         fh.write("5")  # VmHWM := current RSS
 
 
+SPREAD = (1.0, 2.0)  # noise norm / centre norm, per cluster: neighbours often come from other clusters of the topic
+
+
 def clustered(n: int, dim: int, seed: int = 0, per_cluster: int = 250, topics: int = 100, chunk: int = 200_000) -> np.ndarray:
     """Two-level mixture of unit vectors: about n/per_cluster clusters under `topics` topics.
 
-    A cluster centre is cos ~0.7 to its topic; a document is cos ~0.5-0.8 to its cluster
+    A cluster centre is cos ~0.7 to its topic; a document is cos ~0.45-0.7 to its cluster
     centre (spread drawn per cluster); 1% of documents are near-copies of earlier ones.
     """
     rng = np.random.default_rng(seed)
@@ -65,7 +68,7 @@ def clustered(n: int, dim: int, seed: int = 0, per_cluster: int = 250, topics: i
     topic_dirs /= np.linalg.norm(topic_dirs, axis=1, keepdims=True)
     cent = topic_dirs[rng.integers(0, topics, n_clusters)] + rng.standard_normal((n_clusters, dim)).astype(np.float32) / math.sqrt(dim)
     cent /= np.linalg.norm(cent, axis=1, keepdims=True)
-    spread = np.exp(rng.uniform(np.log(0.75), np.log(1.5), n_clusters)).astype(np.float32)
+    spread = np.exp(rng.uniform(np.log(SPREAD[0]), np.log(SPREAD[1]), n_clusters)).astype(np.float32)
     labels = rng.integers(0, n_clusters, n)
     out = np.empty((n, dim), dtype=np.float32)
     for s in range(0, n, chunk):

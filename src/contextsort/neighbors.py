@@ -1,8 +1,9 @@
 """k-nearest-neighbour graph with FAISS (inner product on unit vectors = cosine).
 
 Exact search (IndexFlatIP) while N is small enough to be quick; above a threshold an
-approximate index: IVF-Flat (default), HNSW, or IVF-PQ with exact re-ranking for very
-large N. Self-matches are removed. Output: ids int64 [N, k] (-1 = none) and sims
+approximate method: the IVF self-join "ivfgemm" (default; contextsort.selfjoin: each IVF
+list multiplied against its nearest lists in one BLAS GEMM), FAISS IVF-Flat ("ivf", one
+query at a time), HNSW, or IVF-PQ with exact re-ranking for very large N. Self-matches are removed. Output: ids int64 [N, k] (-1 = none) and sims
 float32 [N, k], sorted by decreasing similarity.
 """
 
@@ -82,7 +83,7 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
             idx.k_factor = 4.0
             params["refine_k_factor"] = 4.0
     else:
-        raise ValueError(f"unknown index '{kind}' (flat, ivf, hnsw, ivfpq, auto)")
+        raise ValueError(f"unknown index '{kind}' (flat, ivfgemm, ivf, hnsw, ivfpq, auto)")
     if kind == "hnsw":
         # HNSW insertion order depends on thread timing: build on one thread so the
         # graph (and the output) is identical run to run.

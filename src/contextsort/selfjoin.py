@@ -21,16 +21,19 @@ from collections.abc import Callable
 import numba as nb
 import numpy as np
 
-LIST_SIZE = 1024  # target documents per list: large enough for an efficient GEMM
 TRAIN_PER_LIST = 64  # k-means training points per list (FAISS warns below 39)
-DEFAULT_NPROBE = 24  # lists joined with each list (before symmetrising); see docs/benchmarks.md
+DEFAULT_NPROBE = 8  # lists joined with each list (before symmetrising); see docs/benchmarks.md
+SPILL_SHARE = 0.3  # documents least similar to their own centroid (outliers) ...
+SPILL_PROBE = 2  # ... are also scored against their own nearest SPILL_PROBE * nprobe lists
 ROW_BLOCK = 2048  # query rows per GEMM
 COL_BLOCK = 32_768  # target columns per GEMM: ROW_BLOCK x COL_BLOCK float32 = 256 MB at most
 
 
 def default_nlist(n: int) -> int:
-    """Number of lists: about LIST_SIZE documents each, at least 39 training points per list."""
-    return max(1, min(round(n / LIST_SIZE), n // 39 or 1))
+    """sqrt(N) lists of sqrt(N) documents: big enough blocks for an efficient GEMM, and with a
+    fixed nprobe each document is scored against a share of the corpus that falls as
+    1/sqrt(N), as with FAISS IVF's defaults (at least 39 training points per list)."""
+    return max(1, min(round(math.sqrt(n)), n // 39 or 1))
 
 
 def default_nprobe(nlist: int) -> int:
@@ -39,7 +42,11 @@ def default_nprobe(nlist: int) -> int:
 
 @nb.njit(cache=True, inline="always")
 def insert_sorted(best_s, best_i, s, j):
-    """Insert (s, j) into a row kept sorted by decreasing score (the caller checked s beats the last)."""
+    """Insert (s, j) into a row kept sorted by decreasing score (the caller checked s beats the
+    last); a j already in the row is not added twice (spilled documents meet some pairs twice)."""
+    for t in range(best_i.shape[0]):
+        if best_i[t] == j:
+            return
     pos = best_s.shape[0] - 1
     while pos > 0 and best_s[pos - 1] < s:
         best_s[pos] = best_s[pos - 1]
@@ -95,8 +102,9 @@ def merge_cols(scores, row_ids, col_ids, j0, best_s, best_i, n_queries):
                     thresh[j - ja] = best_s[cid, k - 1]
 
 
-def train_lists(emb: np.ndarray, nlist: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Spherical k-means centroids (trained on a seeded sample) and each document's list."""
+def train_lists(emb: np.ndarray, nlist: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spherical k-means centroids (trained on a seeded sample), each document's list and its
+    cosine to that list's centroid."""
     import faiss
 
     n, d = emb.shape
@@ -110,10 +118,12 @@ def train_lists(emb: np.ndarray, nlist: int, seed: int) -> tuple[np.ndarray, np.
     index = faiss.IndexFlatIP(d)
     index.add(centroids)
     assign = np.empty(n, dtype=np.int64)
+    fit = np.empty(n, dtype=np.float32)
     for s in range(0, n, 65_536):
-        _, a = index.search(np.ascontiguousarray(emb[s : s + 65_536], dtype=np.float32), 1)
+        c, a = index.search(np.ascontiguousarray(emb[s : s + 65_536], dtype=np.float32), 1)
         assign[s : s + 65_536] = a[:, 0]
-    return centroids, assign
+        fit[s : s + 65_536] = c[:, 0]
+    return centroids, assign, fit
 
 
 def list_partners(centroids: np.ndarray, nprobe: int) -> list[np.ndarray]:
@@ -133,6 +143,40 @@ def list_partners(centroids: np.ndarray, nprobe: int) -> list[np.ndarray]:
     return [pairs[starts[L] : starts[L + 1], 1] for L in range(nlist)]  # sorted, L itself first
 
 
+def spill_outliers(emb, centroids, assign, fit, order, starts, probes, best_s, best_i, nq) -> int:
+    """Score the SPILL_SHARE of query documents farthest from their centroid against their own
+    nearest `probes` lists (their list's probes may miss their neighbours); return pairs scored."""
+    import faiss
+
+    nlist = len(centroids)
+    n_spill = int(SPILL_SHARE * nq)
+    if n_spill == 0 or probes <= 1:
+        return 0
+    docs = np.sort(np.argsort(fit[:nq], kind="stable")[:n_spill])
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(centroids)
+    _, near = index.search(np.ascontiguousarray(emb[docs], dtype=np.float32), probes)
+    doc_of = np.repeat(docs, probes)
+    lists = near.ravel()
+    keep = (lists >= 0) & (lists != assign[doc_of])
+    doc_of, lists = doc_of[keep], lists[keep]
+    by_list = np.lexsort((doc_of, lists))
+    doc_of, lists = doc_of[by_list], lists[by_list]
+    bounds = np.searchsorted(lists, np.arange(nlist + 1))
+    pairs = 0
+    for L in range(nlist):
+        rows = doc_of[bounds[L] : bounds[L + 1]]
+        cols = order[starts[L] : starts[L + 1]]
+        if len(rows) == 0 or len(cols) == 0:
+            continue
+        y = np.ascontiguousarray(emb[cols], dtype=np.float32)
+        for r0 in range(0, len(rows), ROW_BLOCK):
+            r_ids = rows[r0 : r0 + ROW_BLOCK]
+            merge_rows(np.ascontiguousarray(emb[r_ids], dtype=np.float32) @ y.T, r_ids, cols, best_s, best_i, nq)
+        pairs += len(rows) * len(cols)
+    return pairs
+
+
 def ivf_gemm_knn(
     emb: np.ndarray,
     k: int,
@@ -148,10 +192,9 @@ def ivf_gemm_knn(
     nq = n if n_queries is None else int(n_queries)
     nlist = max(1, min(int(nlist or default_nlist(n)), n))
     nprobe = max(1, min(int(nprobe or default_nprobe(nlist)), nlist))
-    centroids, assign = train_lists(emb, nlist, seed)
+    centroids, assign, fit = train_lists(emb, nlist, seed)
     order = np.argsort(assign, kind="stable")
     starts = np.searchsorted(assign[order], np.arange(nlist + 1))
-    del assign
     partners = list_partners(centroids, nprobe)
     best_s = np.full((nq, k), -np.inf, dtype=np.float32)
     best_i = np.full(best_s.shape, -1, dtype=np.int64)
@@ -178,6 +221,7 @@ def ivf_gemm_knn(
             done = int(np.count_nonzero(rows < nq))
             if done:
                 progress(done)
+    spilled = spill_outliers(emb, centroids, assign, fit, order, starts, min(nlist, SPILL_PROBE * nprobe), best_s, best_i, nq)
     best_s[best_i < 0] = 0.0
-    params = {"nlist": nlist, "nprobe": nprobe, "train": min(n, TRAIN_PER_LIST * nlist), "scanned_fraction": round(2 * pairs / max(1, n) / max(1, n), 5)}
+    params = {"nlist": nlist, "nprobe": nprobe, "train": min(n, TRAIN_PER_LIST * nlist), "scanned_fraction": round((2 * pairs + spilled) / max(1, n) / max(1, n), 5)}
     return best_i, best_s, params
