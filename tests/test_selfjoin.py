@@ -63,3 +63,8 @@ def test_ivfgemm_queries_subset_equals_full_rows():
     assert ids.shape == (2000, 6) and sum(done) == 2000
     assert np.array_equal(ids, full_ids[:2000]) and np.array_equal(sims, full_sims[:2000])
 
+
+
+def test_auto_picks_ivfgemm_for_large_n():
+    assert choose_index(10_000) == "flat"
+    assert choose_index(1_000_000) == "ivfgemm"

@@ -35,7 +35,7 @@ def choose_index(n: int, index: str = "auto") -> str:
     if n <= EXACT_MAX_N:
         return "flat"
     if n <= 20_000_000:
-        return "ivf"
+        return "ivfgemm"  # 3.5-6x faster than "ivf" at 100k-1M, same recall (docs/benchmarks.md)
     return "ivfpq"
 
 
