@@ -58,27 +58,30 @@ def demo_code(background: bool) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--scenarios", nargs="*", default=["cold", "background", "preinstall"], help="cold (+warm), background (+background_again), preinstall")
     a = ap.parse_args()
-    res: dict[str, list[float]] = {"cold": [], "warm": [], "background": [], "background_again": [], "preinstall_warmup": [], "preinstall": []}
+    res: dict[str, list[float]] = {"cold": [], "warm": [], "background": [], "background_again": [], "preinstall_warmup": [], "preinstall": [], "cold_cleared_files": [], "background_cleared_files": []}
     with tempfile.TemporaryDirectory(prefix="contextsort-first-run-") as tmp:
         out = Path(tmp)
         for _ in range(a.repeat):
-            clear_cache()
-            res["cold"].append(timed(demo_code(False), out))
-            res["warm"].append(timed(demo_code(False), out))
-            clear_cache()
-            res["background"].append(timed(demo_code(True), out))
-            res["background_again"].append(timed(demo_code(True), out))
-            clear_cache()
-            res["preinstall_warmup"].append(timed("from contextsort.warmup import compile_hot_loops; compile_hot_loops()", out))
-            res["preinstall"].append(timed(demo_code(False), out))
+            if "background" in a.scenarios:
+                res["background_cleared_files"].append(clear_cache())
+                res["background"].append(timed(demo_code(True), out))
+                res["background_again"].append(timed(demo_code(True), out))
+            if "cold" in a.scenarios:
+                res["cold_cleared_files"].append(clear_cache())
+                res["cold"].append(timed(demo_code(False), out))
+                res["warm"].append(timed(demo_code(False), out))
+            if "preinstall" in a.scenarios:
+                clear_cache()
+                res["preinstall_warmup"].append(timed("from contextsort.warmup import compile_hot_loops; compile_hot_loops()", out))
+                res["preinstall"].append(timed(demo_code(False), out))
+    res = {k: v for k, v in res.items() if v}
     med = {k: round(statistics.median(v), 2) for k, v in res.items()}
     print(json.dumps({
         "benchmark": "first_run", "cpus": os.cpu_count(), "repeat": a.repeat, "seconds_median": med,
         "seconds_all": {k: [round(x, 2) for x in v] for k, v in res.items()},
-        "cold_over_warm": round(med["cold"] / med["warm"], 2),
-        "background_over_warm": round(med["background"] / med["warm"], 2),
-        "preinstall_over_warm": round(med["preinstall"] / med["warm"], 2),
+        **{f"{s}_over_warm": round(med[s] / med["warm"], 2) for s in ("cold", "background", "preinstall") if s in med and "warm" in med},
     }, indent=1))
 
 

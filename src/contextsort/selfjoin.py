@@ -29,6 +29,7 @@ DEFAULT_NPROBE = 16  # lists each document is scored against (its own + the near
 JOIN_PROBE = 1  # lists joined with each list as a whole (1: the list with itself)
 SPILL_SHARE = 1.0  # share of documents (least similar to their centroid first) probed one by one:
 # probing by list centroid alone (SPILL_SHARE 0, JOIN_PROBE 8) lost recall on real embeddings
+SPILL_CHUNK = 262_144  # documents probed per pass (their (doc, list) pairs are held at once)
 ROW_BLOCK = 2048  # query rows per GEMM
 COL_BLOCK = 32_768  # target columns per GEMM: ROW_BLOCK x COL_BLOCK float32 = 256 MB at most
 
@@ -156,28 +157,32 @@ def spill_outliers(emb, centroids, assign, fit, order, starts, probes, best_s, b
     n_spill = int(SPILL_SHARE * nq)
     if n_spill == 0 or probes <= 1 or nlist <= 1:
         return 0
-    docs = np.sort(np.argsort(fit[:nq], kind="stable")[:n_spill])
+    docs_all = np.sort(np.argsort(fit[:nq], kind="stable")[:n_spill])
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(centroids)
-    _, near = index.search(np.ascontiguousarray(emb[docs], dtype=np.float32), probes)
-    doc_of = np.repeat(docs, probes)
-    lists = near.ravel()
-    keep = (lists >= 0) & (lists != assign[doc_of])
-    doc_of, lists = doc_of[keep], lists[keep]
-    by_list = np.lexsort((doc_of, lists))
-    doc_of, lists = doc_of[by_list], lists[by_list]
-    bounds = np.searchsorted(lists, np.arange(nlist + 1))
     pairs = 0
-    for L in range(nlist):
-        rows = doc_of[bounds[L] : bounds[L + 1]]
-        cols = order[starts[L] : starts[L + 1]]
-        if len(rows) == 0 or len(cols) == 0:
-            continue
-        y = np.ascontiguousarray(emb[cols], dtype=np.float32)
-        for r0 in range(0, len(rows), ROW_BLOCK):
-            r_ids = rows[r0 : r0 + ROW_BLOCK]
-            merge_rows(np.ascontiguousarray(emb[r_ids], dtype=np.float32) @ y.T, r_ids, cols, best_s, best_i, nq)
-        pairs += len(rows) * len(cols)
+    for c0 in range(0, len(docs_all), SPILL_CHUNK):  # bounded memory: (doc, list) pairs of one chunk
+        docs = docs_all[c0 : c0 + SPILL_CHUNK]
+        _, near = index.search(np.ascontiguousarray(emb[docs], dtype=np.float32), probes)
+        doc_of = np.repeat(docs.astype(np.int32), probes)
+        lists = near.astype(np.int32).ravel()
+        del near
+        keep = (lists >= 0) & (lists != assign[doc_of])
+        doc_of, lists = doc_of[keep], lists[keep]
+        by_list = np.lexsort((doc_of, lists))
+        doc_of, lists = doc_of[by_list], lists[by_list]
+        del by_list, keep
+        bounds = np.searchsorted(lists, np.arange(nlist + 1))
+        for L in range(nlist):
+            rows = doc_of[bounds[L] : bounds[L + 1]].astype(np.int64)
+            cols = order[starts[L] : starts[L + 1]]
+            if len(rows) == 0 or len(cols) == 0:
+                continue
+            y = np.ascontiguousarray(emb[cols], dtype=np.float32)
+            for r0 in range(0, len(rows), ROW_BLOCK):
+                r_ids = rows[r0 : r0 + ROW_BLOCK]
+                merge_rows(np.ascontiguousarray(emb[r_ids], dtype=np.float32) @ y.T, r_ids, cols, best_s, best_i, nq)
+            pairs += len(rows) * len(cols)
     return pairs
 
 
