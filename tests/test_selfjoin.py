@@ -65,6 +65,7 @@ def test_ivfgemm_queries_subset_equals_full_rows():
 
 
 
-def test_auto_picks_ivfgemm_for_large_n():
+def test_ivfgemm_is_chosen_only_when_asked():
     assert choose_index(10_000) == "flat"
-    assert choose_index(1_000_000) == "ivfgemm"
+    assert choose_index(1_000_000) == "ivf"  # not measured faster yet at equal recall (docs/benchmarks.md)
+    assert choose_index(10, "ivfgemm") == "ivfgemm"

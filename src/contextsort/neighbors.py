@@ -1,9 +1,9 @@
 """k-nearest-neighbour graph with FAISS (inner product on unit vectors = cosine).
 
 Exact search (IndexFlatIP) while N is small enough to be quick; above a threshold an
-approximate method: the IVF self-join "ivfgemm" (default; contextsort.selfjoin: each IVF
-list multiplied against its nearest lists in one BLAS GEMM), FAISS IVF-Flat ("ivf", one
-query at a time), HNSW, or IVF-PQ with exact re-ranking for very large N. Self-matches are removed. Output: ids int64 [N, k] (-1 = none) and sims
+approximate method: FAISS IVF-Flat ("ivf", default, one query at a time), "ivfgemm"
+(contextsort.selfjoin: the same kind of IVF probes, batched per list into BLAS GEMMs),
+HNSW, or IVF-PQ with exact re-ranking for very large N. Self-matches are removed. Output: ids int64 [N, k] (-1 = none) and sims
 float32 [N, k], sorted by decreasing similarity.
 """
 
@@ -35,7 +35,7 @@ def choose_index(n: int, index: str = "auto") -> str:
     if n <= EXACT_MAX_N:
         return "flat"
     if n <= 20_000_000:
-        return "ivfgemm"  # 3.5-6x faster than "ivf" at 100k-1M, same recall (docs/benchmarks.md)
+        return "ivf"  # "ivfgemm" is not yet measured faster at equal recall (docs/benchmarks.md)
     return "ivfpq"
 
 
