@@ -43,10 +43,13 @@ def clear_cache() -> int:
 
 
 def timed(code: str, out: Path) -> float:
+    """Seconds of one fresh subprocess, in a fresh directory (a run directory left by an
+    earlier scenario would be resumed, skipping every stage)."""
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop("NUMBA_CACHE_DIR", None)
+    cwd = Path(tempfile.mkdtemp(dir=out))
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=out, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 
