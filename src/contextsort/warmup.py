@@ -5,9 +5,10 @@ compilation (15-30 s on 2 cores; the demo itself takes about 5 s). `compile_hot_
 runs the default pipeline on a tiny generated corpus, which compiles and caches exactly
 the functions, with exactly the argument types, that a default run uses.
 `start_background()` does that in a daemon thread, once per installed source tree (a
-marker file records it), so compilation overlaps the ingest and embed stages of the
-first run instead of following them. `python -m contextsort.warmup` does it in the
-foreground (for example right after `pip install`).
+marker file records it), meant to overlap the first run's ingest and embed stages; on 2
+cores it made the first demo slower, not faster (docs/benchmarks.md "First run"), so do
+not call it by default. `python -m contextsort.warmup` does it in the foreground (for
+example right after `pip install`).
 """
 
 from __future__ import annotations
