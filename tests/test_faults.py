@@ -372,7 +372,7 @@ def test_changed_input_invalidates_only_what_it_affects(tmp_path, articles):
     assert res.skipped == ["ingest", "embed", "neighbors"]
 
 
-@pytest.mark.parametrize("index", ["flat", "ivf", "hnsw"])
+@pytest.mark.parametrize("index", ["flat", "ivf", "ivfgemm", "hnsw"])
 def test_same_input_config_seed_gives_identical_bytes(tmp_path, articles, index):
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(jsonl_lines(articles)) + "\n")

@@ -33,7 +33,7 @@ def test_exact_knn_matches_brute_force_and_excludes_self():
     assert (np.diff(sims, axis=1) <= 1e-6).all()  # sorted by decreasing similarity
 
 
-@pytest.mark.parametrize("index", ["ivf", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("index", ["ivf", "ivfgemm", "hnsw", "ivfpq"])
 def test_approximate_indexes_have_high_recall(index):
     emb = clustered(4000)
     exact, _, _ = knn_graph(emb, k=10, index="flat")

@@ -1,8 +1,9 @@
 """k-nearest-neighbour graph with FAISS (inner product on unit vectors = cosine).
 
 Exact search (IndexFlatIP) while N is small enough to be quick; above a threshold an
-approximate index: IVF-Flat (default), HNSW, or IVF-PQ with exact re-ranking for very
-large N. Self-matches are removed. Output: ids int64 [N, k] (-1 = none) and sims
+approximate method: FAISS IVF-Flat ("ivf", default, one query at a time), "ivfgemm"
+(contextsort.selfjoin: the same kind of IVF probes, batched per list into BLAS GEMMs),
+HNSW, or IVF-PQ with exact re-ranking for very large N. Self-matches are removed. Output: ids int64 [N, k] (-1 = none) and sims
 float32 [N, k], sorted by decreasing similarity.
 """
 
@@ -12,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .selfjoin import ivf_gemm_knn
 
 EXACT_MAX_N = 50_000  # flat search below this: 50k x 50k x 256 dims takes a few seconds
 
@@ -32,7 +35,7 @@ def choose_index(n: int, index: str = "auto") -> str:
     if n <= EXACT_MAX_N:
         return "flat"
     if n <= 20_000_000:
-        return "ivf"
+        return "ivf"  # "ivfgemm" is not yet measured faster at equal recall (docs/benchmarks.md)
     return "ivfpq"
 
 
@@ -80,7 +83,7 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
             idx.k_factor = 4.0
             params["refine_k_factor"] = 4.0
     else:
-        raise ValueError(f"unknown index '{kind}' (flat, ivf, hnsw, ivfpq, auto)")
+        raise ValueError(f"unknown index '{kind}' (flat, ivfgemm, ivf, hnsw, ivfpq, auto)")
     if kind == "hnsw":
         # HNSW insertion order depends on thread timing: build on one thread so the
         # graph (and the output) is identical run to run.
@@ -120,6 +123,9 @@ def knn_graph(
     sims = np.zeros((nq, k_eff), dtype=np.float32)
     if k_eff == 0:
         return ids, sims, KnnInfo(kind, k_eff, n)
+    if kind == "ivfgemm":
+        ids, sims, params = ivf_gemm_knn(emb, k_eff, nlist=nlist, nprobe=nprobe, seed=seed, progress=progress, n_queries=nq)
+        return ids, sims, KnnInfo(kind, k_eff, n, params)
     idx, params = build_index(emb, kind, seed=seed, nprobe=nprobe, nlist=nlist)
     kq = k_eff + 1
     for start in range(0, nq, batch):
