@@ -360,7 +360,7 @@ def test_changed_input_invalidates_only_what_it_affects(tmp_path, articles):
     # same content, new mtime: inputs are fingerprinted by content, so nothing reruns
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
     res = contextsort.run([path], tmp_path / "run")
-    assert res.skipped == ["ingest", "embed", "neighbors", "dedup", "order", "metrics", "write", "report"]
+    assert res.skipped == ["ingest", "tokenize", "embed", "neighbors", "dedup", "order", "metrics", "write", "report"]
     # changed content: everything after ingest is recomputed
     path.write_text("\n".join(jsonl_lines(articles[:31])) + "\n")
     res = contextsort.run([path], tmp_path / "run")
@@ -369,7 +369,7 @@ def test_changed_input_invalidates_only_what_it_affects(tmp_path, articles):
     cfg = Config()
     cfg.dedup.threshold = 0.9
     res = contextsort.run([path], tmp_path / "run", cfg)
-    assert res.skipped == ["ingest", "embed", "neighbors"]
+    assert res.skipped == ["ingest", "tokenize", "embed", "neighbors"]
 
 
 @pytest.mark.parametrize("index", ["flat", "ivf", "ivfgemm", "hnsw"])

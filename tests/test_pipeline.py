@@ -89,7 +89,7 @@ def test_manifest_records_config_versions_timings(bbc_run):
     m = json.loads((bbc_run.run_dir / "manifest.json").read_text())
     assert m["config"]["knn"]["k"] == 10
     assert {"faiss", "numpy", "contextsort"} <= set(m["versions"])
-    assert set(m["stages"]) == {"ingest", "embed", "neighbors", "dedup", "order", "metrics", "write", "report"}
+    assert set(m["stages"]) == {"ingest", "tokenize", "embed", "neighbors", "dedup", "order", "metrics", "write", "report"}
     assert all(s["seconds"] >= 0 for s in m["stages"].values())
     assert m["stages"]["neighbors"]["index"] == "flat"
     assert m["input_fingerprint"]
@@ -160,12 +160,12 @@ def test_resume_skips_finished_stages_and_recomputes_changed_ones(tmp_path):
     assert first.skipped == []
     before = (tmp_path / "run" / "ordered.jsonl").read_bytes()
     again = contextsort.run([tmp_path / "x.jsonl"], tmp_path / "run")
-    assert again.skipped == ["ingest", "embed", "neighbors", "dedup", "order", "metrics", "write", "report"]
+    assert again.skipped == ["ingest", "tokenize", "embed", "neighbors", "dedup", "order", "metrics", "write", "report"]
     assert (tmp_path / "run" / "ordered.jsonl").read_bytes() == before
     cfg = Config()
     cfg.order.algorithm = "random"
     changed = contextsort.run([tmp_path / "x.jsonl"], tmp_path / "run", cfg)
-    assert changed.skipped == ["ingest", "embed", "neighbors", "dedup"]
+    assert changed.skipped == ["ingest", "tokenize", "embed", "neighbors", "dedup"]
     assert (tmp_path / "run" / "ordered.jsonl").read_bytes() != before
 
 
