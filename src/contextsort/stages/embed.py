@@ -4,6 +4,7 @@ map that a rerun resumes (embed/batched.py). Batches run through the engine's ma
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -36,10 +37,13 @@ def cached_embedder(spec: str, options: dict):
 
 def embed_rows(store_dir: str, spec: str, options: dict, rows: np.ndarray) -> np.ndarray:
     """A task: the vectors of the stored documents at `rows` (runs on any worker)."""
-    store = _STORES.get(store_dir)
+    # keyed by the store's index file too: a re-ingested store (same folder) is opened afresh
+    st = os.stat(os.path.join(store_dir, "text.idx.npy"))
+    key = f"{store_dir}|{st.st_ino}|{st.st_mtime_ns}|{st.st_size}"
+    store = _STORES.get(key)
     if store is None:
         _STORES.clear()
-        store = _STORES[store_dir] = DocStore(store_dir)
+        store = _STORES[key] = DocStore(store_dir)
     return cached_embedder(spec, options).encode([store.text(int(i)) for i in rows])
 
 

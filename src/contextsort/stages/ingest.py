@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 from ..atomic import write_jsonl
 from ..corpus import CorpusReader, DocStoreWriter, Reject, fingerprint_inputs
 from ..errors import InputError
 from ..pipeline import RunContext, Stage
 from ..progress import log, progress
+from ..remote import fingerprint_urls, is_url, local_path, localize, url_of
 
 STORE_FILES = ["store/records.jsonl", "store/records.idx.npy", "store/text.bin", "store/text.idx.npy",
                "store/text_hash.npy", "store/label_codes.npy", "store/label_names.json"]
@@ -31,14 +33,28 @@ class IngestStage(Stage):
         return {"store": STORE_FILES, "rejects": ["rejects.jsonl"]}
 
     def key(self, ctx: RunContext) -> object:
-        # the inputs' content (not their mtime): an edit that keeps size and mtime is still seen
-        return ctx.cached("input_fingerprint", lambda: fingerprint_inputs([str(p) for p in ctx.inputs]))
+        # local files as corpus.fingerprint_inputs sees them; URL inputs (s3://, hf://...) by
+        # their listing's checksums, without downloading them
+        def make() -> str:
+            urls = [str(p) for p in ctx.inputs if is_url(p) and not str(p).startswith("file://")]
+            local = fingerprint_inputs([local_path(p) for p in ctx.inputs if str(p) not in urls])
+            return local if not urls else f"{local}+{fingerprint_urls(urls)}"
+        return ctx.cached("input_fingerprint", make)
 
     def run(self, ctx: RunContext) -> dict:
         cfg = ctx.cfg.input
         if not ctx.inputs:
             raise InputError("no input given")
-        reader = CorpusReader(ctx.inputs, cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict)
+        downloads = ctx.path("remote_inputs")
+        inputs, origin = localize([str(p) for p in ctx.inputs], downloads)  # URLs copied here, read locally
+        try:
+            return self.ingest(ctx, inputs, origin)
+        finally:
+            shutil.rmtree(downloads, ignore_errors=True)  # the store now holds every document
+
+    def ingest(self, ctx: RunContext, inputs: list[str], origin: dict[str, str]) -> dict:
+        cfg = ctx.cfg.input
+        reader = CorpusReader(inputs, cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict)
         writer = DocStoreWriter(ctx.path("store"), cfg.label_field, cfg.id_field)
         rejects: list[Reject] = []
         n = 0
@@ -48,9 +64,13 @@ class IngestStage(Stage):
                 if isinstance(item, Reject):
                     rejects.append(item)
                 else:
+                    if origin:  # name the URL, not the downloaded copy, in the store and the outputs
+                        item.source = url_of(item.source, origin)
                     writer.add(item)
                 bar.update(1)
         rejects.extend(writer.close(strict=cfg.strict))  # records whose id was already used
+        for r in rejects:
+            r.source = url_of(str(r.source), origin)
         write_jsonl(ctx.path("rejects.jsonl"), (r.to_json() for r in rejects))
         if writer.n == 0:
             why = "; ".join(f"{r.source}" + (f":{r.line}" if r.line else "") + f": {r.reason}" for r in rejects[:3])
