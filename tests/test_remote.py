@@ -110,3 +110,34 @@ def test_file_url_is_a_local_path(local_corpus, tmp_path):
     d, n_records = local_corpus
     res = contextsort.run([f"file://{d}"], tmp_path / "run", similarity="dense")
     assert res.counts["records_read"] == n_records and res.counts["adds_up"]
+
+
+def test_saved_hf_dataset_equals_the_same_rows_as_jsonl(local_corpus, tmp_path):
+    """`Dataset.save_to_disk` folders (and DatasetDicts, split by split) are inputs."""
+    datasets = pytest.importorskip("datasets")
+    import contextsort
+
+    d, _ = local_corpus
+    rows = [json.loads(line) for line in gzip.open(d / "b.jsonl.gz", "rt")]
+    half = len(rows) // 2
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:half]),
+                          "test": datasets.Dataset.from_list(rows[half:])}).save_to_disk(str(tmp_path / "hf_dict"))
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "hf"))
+    ref = contextsort.run([tmp_path / "rows.jsonl"], tmp_path / "ref", similarity="dense")
+    for name in ("hf", "hf_dict"):
+        res = contextsort.run([tmp_path / name], tmp_path / f"run_{name}", similarity="dense")
+        assert res.counts == ref.counts and res.counts["records_read"] == len(rows)
+        assert np.array_equal(res.order, ref.order)
+        ids = [json.loads(line)["id"] for line in open(tmp_path / f"run_{name}" / "ordered.jsonl")]
+        assert ids == [json.loads(line)["id"] for line in open(tmp_path / "ref" / "ordered.jsonl")]
+    # a changed dataset is seen (ingest reruns), an unchanged one is not re-read
+    again = contextsort.run([tmp_path / "hf"], tmp_path / "run_hf", similarity="dense")
+    assert "ingest" in again.skipped
+    datasets.Dataset.from_list(rows[:half]).save_to_disk(str(tmp_path / "hf2"))
+    import shutil
+
+    shutil.rmtree(tmp_path / "hf")
+    shutil.move(str(tmp_path / "hf2"), str(tmp_path / "hf"))
+    changed = contextsort.run([tmp_path / "hf"], tmp_path / "run_hf", similarity="dense")
+    assert "ingest" not in changed.skipped and changed.counts["records_read"] == half

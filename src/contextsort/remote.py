@@ -1,4 +1,5 @@
-"""Inputs where users keep them: fsspec URLs (s3://, gs://, hf://, file://, ...) made local.
+"""Inputs where users keep them: fsspec URLs (s3://, gs://, hf://, file://, ...) made local,
+and Hugging Face `Dataset.save_to_disk` folders turned into Parquet the readers know.
 
 Ingest reads local files. A URL input is fingerprinted from its listing (path, size and
 the store's own checksum, e.g. the S3 ETag; nothing downloaded), and downloaded through
@@ -109,16 +110,52 @@ def download(url: str, cache_dir: Path) -> str:
     return str(target)
 
 
+def is_hf_saved_dataset(path: str | os.PathLike) -> bool:
+    """Whether a local folder was written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
+    d = Path(path)
+    return d.is_dir() and ((d / "state.json").is_file() or (d / "dataset_dict.json").is_file())
+
+
+def hf_dataset_to_parquet(path: str, cache_dir: Path) -> str:
+    """A `save_to_disk` folder as Parquet (one file per split, in split order) under cache_dir."""
+    try:
+        import datasets
+    except ImportError:
+        raise DependencyMissing(f"{path}: reading a saved Hugging Face dataset needs datasets: pip install datasets") from None
+    loaded = datasets.load_from_disk(path)
+    splits = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [("data", loaded)]
+    target = Path(cache_dir) / hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12] / Path(path).name
+    target.mkdir(parents=True, exist_ok=True)
+    for i, (name, ds) in enumerate(splits):
+        ds.to_parquet(str(target / f"{i:03d}-{name}.parquet"))
+    return str(target)
+
+
+def fingerprint_local_tree(path: str) -> str:
+    """Fingerprint of every file under a local folder: relative name, size, mtime."""
+    h = hashlib.sha256()
+    root = Path(path)
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def localize(inputs: list[str], cache_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """Local paths for every input (URLs downloaded into cache_dir) and {local path: URL} for messages."""
+    """Local paths the readers know for every input (URLs downloaded into cache_dir, saved HF
+    datasets written there as Parquet) and {local path: original input} for messages."""
     out, origin = [], {}
     for p in inputs:
         if is_url(p) and not str(p).startswith("file://"):
             local = download(str(p), cache_dir)
             origin[local] = str(p)
-            out.append(local)
         else:
-            out.append(local_path(p))
+            local = local_path(p)
+        if is_hf_saved_dataset(local):
+            converted = hf_dataset_to_parquet(local, cache_dir)
+            origin[converted] = origin.get(local, str(p))
+            local = converted
+        out.append(local)
     return out, origin
 
 

@@ -10,7 +10,7 @@ from ..corpus import CorpusReader, DocStoreWriter, Reject, fingerprint_inputs
 from ..errors import InputError
 from ..pipeline import RunContext, Stage
 from ..progress import log, progress
-from ..remote import fingerprint_urls, is_url, local_path, localize, url_of
+from ..remote import fingerprint_local_tree, fingerprint_urls, is_hf_saved_dataset, is_url, local_path, localize, url_of
 
 STORE_FILES = ["store/records.jsonl", "store/records.idx.npy", "store/text.bin", "store/text.idx.npy",
                "store/text_hash.npy", "store/label_codes.npy", "store/label_names.json"]
@@ -34,11 +34,14 @@ class IngestStage(Stage):
 
     def key(self, ctx: RunContext) -> object:
         # local files as corpus.fingerprint_inputs sees them; URL inputs (s3://, hf://...) by
-        # their listing's checksums, without downloading them
+        # their listing's checksums, without downloading them; saved HF datasets by their files
         def make() -> str:
             urls = [str(p) for p in ctx.inputs if is_url(p) and not str(p).startswith("file://")]
-            local = fingerprint_inputs([local_path(p) for p in ctx.inputs if str(p) not in urls])
-            return local if not urls else f"{local}+{fingerprint_urls(urls)}"
+            paths = [local_path(p) for p in ctx.inputs if str(p) not in urls]
+            hf = [p for p in paths if is_hf_saved_dataset(p)]
+            local = fingerprint_inputs([p for p in paths if p not in hf])
+            extra = ([fingerprint_urls(urls)] if urls else []) + [fingerprint_local_tree(p) for p in hf]
+            return "+".join([local, *extra])
         return ctx.cached("input_fingerprint", make)
 
     def run(self, ctx: RunContext) -> dict:
