@@ -1,15 +1,14 @@
 """A real two-node Ray cluster (`ray start`, 1 CPU per node, all on 127.0.0.1) running the CLI.
 
-Runs only inside the loopback-only network namespace (test_ray_netns.py). Each node is a
-`ray start --block` process in its own session; the test stops its own nodes by killing
-those process trees (never `ray stop`, which stops every Ray process on the machine).
+Runs only inside the loopback-only network namespace (test_ray_netns.py). The cluster
+(distributed/cluster.py) stops exactly the nodes it started, even when a test fails
+(never `ray stop`, which stops every Ray process on the machine).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,86 +19,12 @@ import numpy as np
 import pytest
 
 from conftest import write_jsonl
+from contextsort.distributed.cluster import LocalCluster
 
 pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_TOPIC = 250  # BBC subset: 5 topics x 250 = 1,250 documents (two automatic partitions)
-
-
-class Node:
-    """One `ray start --block` process (head or worker) and everything it started."""
-
-    def __init__(self, args: list[str], env: dict):
-        self.proc = subprocess.Popen(["ray", "start", "--block", "--num-cpus=1", "--node-ip-address=127.0.0.1",
-                                      "--disable-usage-stats", *args], env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def tree(self):
-        import psutil
-
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def raylet(self):
-        return next(p for p in self.tree() if p.name() == "raylet")
-
-    def running_task(self) -> bool:
-        """Whether one of this node's workers is executing a contextsort task now."""
-        import psutil
-
-        for p in self.tree():
-            try:
-                if "run_with_node" in " ".join(p.cmdline()):
-                    return True
-            except psutil.Error:
-                pass
-        return False
-
-    def stop(self) -> None:
-        for p in reversed(self.tree()):
-            try:
-                p.send_signal(signal.SIGKILL)
-            except Exception:
-                pass
-        self.proc.wait(timeout=30)
-
-
-class Cluster:
-    """A head and `workers` worker nodes on 127.0.0.1:port."""
-
-    def __init__(self, tmp: Path, port: int):
-        self.address = f"127.0.0.1:{port}"
-        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-        self.nodes = [Node(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={tmp}"], self.env)]
-        self.wait_for(1)
-
-    def add_worker(self) -> Node:
-        node = Node([f"--address={self.address}"], self.env)
-        self.nodes.append(node)
-        self.wait_for(sum(n.proc.poll() is None for n in self.nodes))
-        return node
-
-    def node_ids(self) -> set[str]:
-        out = subprocess.run(["ray", "status", f"--address={self.address}"], env=self.env, capture_output=True,
-                             text=True, timeout=60).stdout
-        active = out.split("Active:")[1].split("Pending:")[0] if "Active:" in out else ""
-        return set(re.findall(r"node_([0-9a-f]+)", active))
-
-    def wait_for(self, count: int, timeout: float = 120) -> None:
-        t = time.time()
-        while time.time() - t < timeout:
-            if len(self.node_ids()) >= count:
-                return
-            time.sleep(1)
-        raise RuntimeError(f"the cluster did not reach {count} nodes")
-
-    def stop(self) -> None:
-        for node in reversed(self.nodes):
-            node.stop()
 
 
 def bbc_subset(tmp: Path, bbc: Path) -> Path:
@@ -146,7 +71,7 @@ def cluster_run(tmp_path_factory, corpus):
     """A default-settings run on a head + one worker node; returns (run dir, the cluster's node ids)."""
     pytest.importorskip("ray")
     tmp = tmp_path_factory.mktemp("cluster")
-    cluster = Cluster(Path(f"/tmp/csr{os.getpid()}a"), 6391)
+    cluster = LocalCluster(Path(f"/tmp/csr{os.getpid()}a"), 6391)
     try:
         cluster.add_worker()
         nodes = cluster.node_ids()
@@ -183,7 +108,7 @@ def test_killing_a_worker_raylet_mid_run_still_completes(cluster_run, corpus, tm
     """Ray retries the lost node's tasks elsewhere; the run completes, adds up, and gives
     the same order as the undisturbed run (same partitions, deterministic tasks)."""
     clean_run, _ = cluster_run
-    cluster = Cluster(Path(f"/tmp/csr{os.getpid()}b"), 6392)
+    cluster = LocalCluster(Path(f"/tmp/csr{os.getpid()}b"), 6392)
     try:
         worker = cluster.add_worker()
         p = cli_run(corpus[0], tmp_path / "run", cluster.address, "--partitions", "2", wait=False)
@@ -191,7 +116,7 @@ def test_killing_a_worker_raylet_mid_run_still_completes(cluster_run, corpus, tm
         while not worker.running_task() and p.poll() is None and time.time() - t < 600:
             time.sleep(0.2)
         assert p.poll() is None, "the run ended before the worker node ran a task"
-        worker.raylet().send_signal(signal.SIGKILL)
+        os.kill(worker.raylet(), signal.SIGKILL)
         out, _ = p.communicate(timeout=900)
         assert p.returncode == 0, out[-3000:]
     finally:
