@@ -69,3 +69,22 @@ def test_partitioned_run_keeps_the_signal_and_its_quality(tmp_path, bbc_path, bb
     la = label_agreement(labels, res.order)["ordered"]
     la_single = label_agreement(DocStore(single.run_dir / "store").labels, single.order)["ordered"]
     assert la >= 0.95 * la_single, (la, la_single)
+
+
+def test_walk_per_partition_beyond_the_global_walk_limit(tmp_path, bbc_path, bbc_run, monkeypatch):
+    """Small partitioned runs walk the merged graph (the single-machine order on the same
+    graph); above GLOBAL_WALK_MAX_DOCS each partition walks its own documents."""
+    import contextsort
+    from contextsort.distributed import partition
+
+    res = contextsort.run([bbc_path], tmp_path / "global", partitions=3)
+    assert res.manifest["stages"]["order"]["walk"] == "global"
+    monkeypatch.setattr(partition, "GLOBAL_WALK_MAX_DOCS", 0)
+    per = contextsort.run([bbc_path], tmp_path / "per", partitions=3)
+    assert per.manifest["stages"]["order"]["walk"] == "per partition"
+    # same graph, same kept documents; only the walk differs
+    assert np.array_equal(np.load(tmp_path / "per" / "knn_ids.npy"), np.load(tmp_path / "global" / "knn_ids.npy"))
+    assert np.array_equal(np.sort(per.order), np.sort(res.order)) and not np.array_equal(per.order, res.order)
+    # each partition's documents are contiguous in the per-partition order
+    assign = np.load(tmp_path / "per" / "partition_assign.npy")[per.order]
+    assert (np.diff(assign) != 0).sum() == 2
