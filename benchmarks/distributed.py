@@ -121,6 +121,7 @@ def scale(a) -> dict:
     t = time.perf_counter()
     corpus = synthetic_corpus(work / "synthetic.jsonl", a.docs, a.topics)
     out: dict = {"docs": a.docs, "topics": a.topics, "corpus_seconds": round(time.perf_counter() - t, 1),
+                 "bytes_per_doc": round(corpus.stat().st_size / a.docs, 1),
                  "cpus_per_node": 1, "machine_cores": os.cpu_count(), "runs": {}}
     for nodes in a.nodes:
         with LocalCluster(work / f"ray{nodes}", a.port + nodes) as cluster:
@@ -147,6 +148,49 @@ def scale(a) -> dict:
     return out
 
 
+# Stages that run as tasks on every node (the rest run in the driver, one process).
+PARALLEL_STAGES = ("embed", "neighbors")
+# How a stage's cost per document grows from the synthetic documents to the target's:
+# with text bytes (ingest reads them, embed and the lexical signal tokenize them, write copies them).
+BYTES_STAGES = ("ingest", "embed", "neighbors", "write")
+
+
+def project(a) -> dict:
+    """Hours per stage for a target corpus, from a `scale` JSON (see docs/scale.md for the assumptions)."""
+    m = json.loads(Path(a.measured).read_text())
+    one = m["runs"]["1"]
+    n0 = m["docs"]
+    bytes_factor = (a.tokens / a.docs * a.bytes_per_token) / m["bytes_per_doc"]
+    # 2-node efficiency of the parallel stages, measured (both nodes share one machine's cores)
+    eff = {}
+    if "2" in m["runs"]:
+        for st in PARALLEL_STAGES:
+            eff[st] = min(1.0, one["stage_seconds"][st] / m["runs"]["2"]["stage_seconds"][st] / 2)
+    # neighbours: per-query cost grows with the documents a task searches (partition + spill):
+    # assumed sqrt (IVF lists and pruned lexical candidates both grow about that way)
+    searched0 = n0
+    searched = min(a.docs, 2 * a.partition_size)
+    knn_factor = (searched / searched0) ** 0.5
+    out = {"target_docs": a.docs, "target_tokens": a.tokens, "bytes_factor": round(bytes_factor, 2),
+           "knn_search_factor": round(knn_factor, 2), "two_node_efficiency": {k: round(v, 2) for k, v in eff.items()},
+           "cores_per_node": a.cores_per_node, "by_nodes": {}}
+    for nodes in a.target_nodes:
+        hours = {}
+        for st, secs in one["stage_seconds"].items():
+            per_doc = secs / n0 * (bytes_factor if st in BYTES_STAGES else 1.0)
+            if st == "neighbors":
+                per_doc *= knn_factor
+            if st in PARALLEL_STAGES:
+                # measured on 1 node with 1 CPU: per core; scaled by the 2-node efficiency
+                hours[st] = per_doc * a.docs / (nodes * a.cores_per_node * eff.get(st, 1.0)) / 3600
+            else:
+                hours[st] = per_doc * a.docs / 3600
+        hours = {k: round(v, 2) for k, v in hours.items()}
+        out["by_nodes"][str(nodes)] = {"stage_hours": hours, "total_hours": round(sum(hours.values()), 1),
+                                       "driver_hours": round(sum(v for k, v in hours.items() if k not in PARALLEL_STAGES), 1)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -159,8 +203,17 @@ def main() -> None:
     for p in (q, s):
         p.add_argument("--work", default=None, help="folder for corpora and runs (default: a temp folder)")
         p.add_argument("--port", type=int, default=6480)
+    pr = sub.add_parser("project", help="project hours for a target corpus from a `scale` JSON (no Ray needed)")
+    pr.add_argument("measured", help="JSON printed by the scale mode")
+    pr.add_argument("--docs", type=float, default=235e6, help="target documents (the paper: 235M)")
+    pr.add_argument("--tokens", type=float, default=306e9, help="target tokens (the paper: 306B)")
+    pr.add_argument("--bytes-per-token", type=float, default=4.0, help="UTF-8 bytes per token of the target text")
+    pr.add_argument("--partition-size", type=float, default=1e6, help="documents per partition (the default automatic size)")
+    pr.add_argument("--cores-per-node", type=int, default=32)
+    pr.add_argument("--target-nodes", type=int, nargs="+", default=[8, 32, 128])
     a = ap.parse_args()
-    print(json.dumps(quality(a) if a.mode == "quality" else scale(a), indent=1))
+    run = {"quality": quality, "scale": scale, "project": project}[a.mode]
+    print(json.dumps(run(a), indent=1))
 
 
 if __name__ == "__main__":
