@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,7 +72,8 @@ def cluster_run(tmp_path_factory, corpus):
     """A default-settings run on a head + one worker node; returns (run dir, the cluster's node ids)."""
     pytest.importorskip("ray")
     tmp = tmp_path_factory.mktemp("cluster")
-    cluster = LocalCluster(Path(f"/tmp/csr{os.getpid()}a"), 6391)
+    temp = Path(f"/tmp/csr{os.getpid()}a")  # short: Ray's socket paths live under it
+    cluster = LocalCluster(temp, 6391)
     try:
         cluster.add_worker()
         nodes = cluster.node_ids()
@@ -81,6 +83,7 @@ def cluster_run(tmp_path_factory, corpus):
         return tmp / "run", nodes
     finally:
         cluster.stop()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_two_node_cluster_uses_both_nodes_and_matches_local(cluster_run, corpus, tmp_path):
@@ -109,7 +112,8 @@ def test_killing_a_worker_raylet_mid_run_still_completes(cluster_run, corpus, tm
     """Ray retries the lost node's tasks elsewhere; the run completes, adds up, and gives
     the same order as the undisturbed run (same partitions, deterministic tasks)."""
     clean_run, _ = cluster_run
-    cluster = LocalCluster(Path(f"/tmp/csr{os.getpid()}b"), 6392)
+    temp = Path(f"/tmp/csr{os.getpid()}b")
+    cluster = LocalCluster(temp, 6392)
     try:
         worker = cluster.add_worker()
         p = cli_run(corpus[0], tmp_path / "run", cluster.address, "--partitions", "2", wait=False)
@@ -122,6 +126,7 @@ def test_killing_a_worker_raylet_mid_run_still_completes(cluster_run, corpus, tm
         assert p.returncode == 0, out[-3000:]
     finally:
         cluster.stop()
+        shutil.rmtree(temp, ignore_errors=True)
     man, order = check_run(tmp_path / "run", corpus[1])
     assert np.array_equal(order, np.load(clean_run / "order.npy"))
     assert np.array_equal(np.load(tmp_path / "run" / "dup_of.npy"), np.load(clean_run / "dup_of.npy"))
