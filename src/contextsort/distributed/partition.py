@@ -25,6 +25,17 @@ from ..order import compute_order, order_inputs
 
 DEFAULT_PARTITION_SIZE = 1_000_000  # documents per partition when the count is chosen automatically
 MIN_PARTITION_SIZE = 500  # never split finer than this (border losses grow as partitions shrink)
+# The walk is one sequential pass over the kept graph (the paper ran it on one machine). Up to
+# this many kept documents (about 12 GB of graph at k = 10) it walks the whole merged graph,
+# exactly as a single machine does; beyond, one walk per partition. Walks per partition lose
+# every link between partitions: on the Jargon File (links are lexical, partitions dense)
+# 2 partitions cut the link rate from 0.433 to 0.335 (benchmarks/distributed.py quality).
+GLOBAL_WALK_MAX_DOCS = 50_000_000
+
+
+def walks_per_partition(n_kept: int) -> bool:
+    """Whether the walk runs per partition (the merged graph is too big for one walk)."""
+    return n_kept > GLOBAL_WALK_MAX_DOCS
 
 
 @dataclass
@@ -40,6 +51,12 @@ class PartitionParams:
     seed: int = 0
     partitions: int = 0  # 0: max(workers, ceil(N / DEFAULT_PARTITION_SIZE))
     spill: int = 1  # neighbouring partitions each partition also searches
+    # the traversal graph's signal, computed inside each partition task over its own + spill documents
+    similarity: str = "dense"  # dense | lexical | hybrid
+    lexical: str = "tfidf"  # term weighting
+    hybrid_weight: float = 0.2
+    lexical_method: str = "auto"
+    tokens_dir: str | None = None  # the token store the tasks read ids from (lexical / hybrid)
 
 
 def auto_partitions(n: int, workers: int = 1) -> int:
@@ -101,17 +118,44 @@ def partition_sequence(centroids: np.ndarray, k: int, algorithm: str, seed: int 
     return compute_order(algorithm, graph_from_knn(ids, sims), seed=seed)
 
 
-def partition_knn_task(emb: np.ndarray, rows: np.ndarray, n_own: int, params: PartitionParams) -> tuple[np.ndarray, np.ndarray]:
+def partition_knn_task(emb: np.ndarray, rows: np.ndarray, n_own: int, params: PartitionParams) -> tuple:
     """kNN of one partition's own documents against its own and its neighbouring partitions' ones.
 
     emb: float32 [n_union, d], the partition's own documents first, then those of its
-    neighbouring partitions; rows: their global positions. Returns global ids and sims
-    of the n_own own documents.
+    neighbouring partitions; rows: their global positions. Returns global ids and sims of
+    the n_own own documents for the dense cosine (dedup always uses it), and, when
+    params.similarity is lexical or hybrid, the traversal graph of that signal over the same
+    documents (token ids read from params.tokens_dir here, on the worker: the same lexical
+    terms as a single-machine run) as (ids, sims, params), else None.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    ids_l, sims, _ = knn_graph(emb, k=params.k, index=params.index, seed=1234 + params.seed, nprobe=params.nprobe, n_queries=n_own)
-    ids_g = np.where(ids_l >= 0, rows[np.maximum(ids_l, 0)], -1)
-    return ids_g, sims
+    if params.similarity == "dense":
+        ids_l, sims, _ = knn_graph(emb, k=params.k, index=params.index, seed=1234 + params.seed, nprobe=params.nprobe,
+                                   n_queries=n_own)
+        return to_global(ids_l, rows), sims, None
+    from ..embed.wordllama import TOKENIZER
+    from ..pack import TokenStream
+    from ..similarity import lexical_vectors_from_ids, similarity_graph
+    from ..tokenizer import get_tokenizer
+    from ..tokens import content_spans
+
+    # the signal graph rescored with neighbours of every union document, so search all of them
+    ids_l, sims, _ = knn_graph(emb, k=params.k, index=params.index, seed=1234 + params.seed, nprobe=params.nprobe)
+    if params.tokens_dir is None:
+        raise ValueError(f"--similarity {params.similarity} on partitions needs the token store")
+    stream = TokenStream.open(params.tokens_dir)
+    start, length = content_spans(stream)
+    lex = lexical_vectors_from_ids(stream.tokens, start[rows], length[rows], get_tokenizer(TOKENIZER), params.lexical)
+    t_ids, t_sims, sinfo = similarity_graph(params.similarity, emb, None, params.k, weighting=params.lexical,
+                                            weight=params.hybrid_weight, lexical_method=params.lexical_method,
+                                            seed=1234 + params.seed, dense_knn=(ids_l, sims), lexical=lex)
+    signal = (to_global(t_ids[:n_own], rows), np.asarray(t_sims[:n_own]), {"similarity": sinfo.similarity, **sinfo.params})
+    return to_global(ids_l[:n_own], rows), np.asarray(sims[:n_own]), signal
+
+
+def to_global(ids_local: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Task-local neighbour ids -> global positions (-1 stays -1)."""
+    return np.where(ids_local >= 0, rows[np.maximum(ids_local, 0)], -1)
 
 
 def partition_order_task(ids: np.ndarray, sims: np.ndarray, emb: np.ndarray | None, algorithm: str, seed: int) -> np.ndarray:
@@ -158,7 +202,21 @@ def make_partitions(emb: np.ndarray, valid: np.ndarray, partitions: int, seed: i
 def partitioned_knn(emb: np.ndarray, valid: np.ndarray, parts: Partitions, params: PartitionParams,
                     mapper: Mapper = local_mapper, out_ids: np.ndarray | None = None,
                     out_sims: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """kNN lists of every document, one task per partition (searching `spill` neighbouring ones)."""
+    """Dense kNN lists of every document, one task per partition (searching `spill` neighbouring ones)."""
+    dense = PartitionParams(**{**params.__dict__, "similarity": "dense"})
+    ids, sims, _, _, info = partitioned_graphs(emb, valid, parts, dense, mapper, out_ids, out_sims)
+    return ids, sims, info
+
+
+def partitioned_graphs(emb: np.ndarray, valid: np.ndarray, parts: Partitions, params: PartitionParams,
+                       mapper: Mapper = local_mapper, out_ids: np.ndarray | None = None,
+                       out_sims: np.ndarray | None = None):
+    """(dense ids, dense sims, signal ids, signal sims, info), one task per partition.
+
+    The dense lists are for dedup; the signal lists (None with params.similarity "dense")
+    are the traversal graph of params.similarity, computed in the same task over the same
+    own + spill documents, so lexical and hybrid runs are distributed like dense ones.
+    """
     n = emb.shape[0]
     valid = np.asarray(valid, dtype=bool)
     members = parts.members()
@@ -167,8 +225,12 @@ def partitioned_knn(emb: np.ndarray, valid: np.ndarray, parts: Partitions, param
     k_eff = max(0, min(params.k, n - 1))
     ids = out_ids if out_ids is not None else np.empty((n, k_eff), dtype=np.int64)
     sims = out_sims if out_sims is not None else np.empty((n, k_eff), dtype=np.float32)
+    with_signal = params.similarity != "dense"
+    t_ids = np.full((n, k_eff), -1, dtype=np.int64) if with_signal else None
+    t_sims = np.zeros((n, k_eff), dtype=np.float32) if with_signal else None
     ids[~valid] = -1
     sims[~valid] = 0
+    signal_params: dict = {}
 
     def task_args() -> Iterator[tuple]:
         for j in range(parts.count):
@@ -176,13 +238,18 @@ def partitioned_knn(emb: np.ndarray, valid: np.ndarray, parts: Partitions, param
             rows = np.concatenate([members[j], *extra]) if extra else members[j]
             yield (np.ascontiguousarray(emb[rows], dtype=np.float32), rows, len(members[j]), params)
 
-    for j, (ids_g, sims_j) in mapper(partition_knn_task, task_args()):
-        m = members[j]
-        kj = ids_g.shape[1]
-        ids[m, :kj] = ids_g
-        ids[m, kj:] = -1
-        sims[m, :kj] = sims_j
-        sims[m, kj:] = 0
+    def put(m, out_i, out_s, src_i, src_s) -> None:
+        kj = src_i.shape[1]
+        out_i[m, :kj] = src_i
+        out_i[m, kj:] = -1
+        out_s[m, :kj] = src_s
+        out_s[m, kj:] = 0
+
+    for j, (ids_g, sims_j, signal) in mapper(partition_knn_task, task_args()):
+        put(members[j], ids, sims, ids_g, sims_j)
+        if signal is not None:
+            put(members[j], t_ids, t_sims, signal[0], signal[1])
+            signal_params[j] = signal[2]
     union = [len(members[j]) + int(sum(sizes[q] for q in nbrs[j] if q >= 0)) for j in range(parts.count)]
     info = {
         "partitions": parts.count,
@@ -190,7 +257,9 @@ def partitioned_knn(emb: np.ndarray, valid: np.ndarray, parts: Partitions, param
         "partition_sizes": {"min": int(sizes.min()), "median": int(np.median(sizes)), "max": int(sizes.max())} if len(sizes) else {},
         "searched_per_partition_max": int(max(union)) if union else 0,
     }
-    return ids, sims, info
+    if with_signal:
+        info["signal_params"] = [signal_params[j] for j in sorted(signal_params)]
+    return ids, sims, t_ids, t_sims, info
 
 
 def partitioned_order(k_ids: np.ndarray, k_sims: np.ndarray, kept: np.ndarray, parts: Partitions, algorithm: str,

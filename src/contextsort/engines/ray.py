@@ -88,7 +88,7 @@ class RaySession:
 
 
 class RayEngine:
-    """Tasks as Ray tasks (1 CPU each, retried twice if a worker dies); at most 2 x CPUs in flight."""
+    """Tasks as Ray tasks (1 CPU each, spread over the nodes, retried twice if a worker or node dies); at most 2 x CPUs in flight."""
 
     name = "ray"
 
@@ -104,7 +104,8 @@ class RayEngine:
     def map(self, fn: Callable, args_list: Iterable[tuple], ordered: bool = False) -> Iterator[tuple[int, object]]:
         ray = self.session.start().ray
         limit = 2 * self.workers()
-        remote = ray.remote(num_cpus=1, max_retries=2)(run_with_node)
+        # SPREAD: a partition or batch per node before doubling up, so every node does its share
+        remote = ray.remote(num_cpus=1, max_retries=2, scheduling_strategy="SPREAD")(run_with_node)
         pending: dict = {}
         ready: dict[int, object] = {}
         state = {"next": 0}

@@ -4,6 +4,7 @@ map that a rerun resumes (embed/batched.py). Batches run through the engine's ma
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 

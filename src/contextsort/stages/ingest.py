@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 from ..atomic import write_jsonl
 from ..corpus import CorpusReader, DocStoreWriter, Reject, file_digest, fingerprint_inputs
 from ..errors import InputError
 from ..pipeline import RunContext, Stage
 from ..progress import log, progress
+from ..remote import fingerprint_local_tree, fingerprint_urls, is_hf_saved_dataset, is_url, local_path, localize, url_of
 
 STORE_FILES = ["store/records.jsonl", "store/records.idx.npy", "store/text.bin", "store/text.idx.npy",
                "store/text_hash.npy", "store/label_codes.npy", "store/label_names.json", "store/fields.json"]
@@ -21,15 +24,32 @@ class IngestStage(Stage):
         return {"store": STORE_FILES, "rejects": ["rejects.jsonl"]}
 
     def key(self, ctx: RunContext) -> object:
-        # the inputs' content (not their mtime): an edit that keeps size and mtime is still seen
-        # folders are walked without the run directory: a run never reads its own outputs
-        return ctx.cached("input_fingerprint", lambda: fingerprint_inputs(ctx.inputs, exclude=[ctx.run_dir.path]))
+        # local files by content (folders walked without the run directory: a run never reads
+        # its own outputs); URL inputs (s3://, hf://...) by
+        # their listing's checksums, without downloading them; saved HF datasets by their files
+        def make() -> str:
+            urls = [str(p) for p in ctx.inputs if is_url(p) and not str(p).startswith("file://")]
+            paths = [local_path(p) for p in ctx.inputs if str(p) not in urls]
+            hf = [p for p in paths if is_hf_saved_dataset(p)]
+            local = fingerprint_inputs([p for p in paths if p not in hf], exclude=[ctx.run_dir.path])
+            extra = ([fingerprint_urls(urls)] if urls else []) + [fingerprint_local_tree(p) for p in hf]
+            return "+".join([local, *extra])
+        return ctx.cached("input_fingerprint", make)
 
     def run(self, ctx: RunContext) -> dict:
         cfg = ctx.cfg.input
         if not ctx.inputs:
             raise InputError("no input given")
-        reader = CorpusReader(ctx.inputs, cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict,
+        downloads = ctx.path("remote_inputs")
+        inputs, origin = localize([str(p) for p in ctx.inputs], downloads)  # URLs copied here, read locally
+        try:
+            return self.ingest(ctx, inputs, origin)
+        finally:
+            shutil.rmtree(downloads, ignore_errors=True)  # the store now holds every document
+
+    def ingest(self, ctx: RunContext, inputs: list[str], origin: dict[str, str]) -> dict:
+        cfg = ctx.cfg.input
+        reader = CorpusReader(inputs, cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict,
                               exclude=[ctx.run_dir.path])
         writer = DocStoreWriter(ctx.path("store"), cfg.label_field, cfg.id_field)
         rejects: list[Reject] = []
@@ -40,9 +60,13 @@ class IngestStage(Stage):
                 if isinstance(item, Reject):
                     rejects.append(item)
                 else:
+                    if origin:  # name the URL, not the downloaded copy, in the store and the outputs
+                        item.source = url_of(item.source, origin)
                     writer.add(item)
                 bar.update(1)
         rejects.extend(writer.close(strict=cfg.strict))  # records whose id was already used
+        for r in rejects:
+            r.source = url_of(str(r.source), origin)
         write_jsonl(ctx.path("rejects.jsonl"), (r.to_json() for r in rejects))
         if writer.n == 0:
             why = "; ".join(f"{r.source}" + (f":{r.line}" if r.line else "") + f": {r.reason}" for r in rejects[:3])

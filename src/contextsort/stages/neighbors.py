@@ -1,6 +1,7 @@
 """neighbors: the kNN graph. The dense cosine kNN (FAISS) always, since dedup needs it; with
 --similarity lexical or hybrid also the traversal graph of that signal (similarity.py).
-Partitioned runs search one partition (plus --spill neighbouring ones) per task."""
+Partitioned runs search one partition (plus --spill neighbouring ones) per task, and each
+task also builds the lexical / hybrid graph over the same documents (texts read there)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import numpy as np
 
 from ..atomic import save_npy
-from ..distributed.partition import PartitionParams, partitioned_knn
+from ..distributed.partition import PartitionParams, partitioned_graphs
 from ..neighbors import knn_graph
 from ..pipeline import RunContext, Stage
 from ..progress import log, progress
@@ -29,6 +30,7 @@ def drop_invalid(ids: np.ndarray, sims: np.ndarray, valid: np.ndarray) -> None:
 
 class NeighborsStage(Stage):
     name = "neighbors"
+    version = 2  # partitioned runs build the lexical / hybrid graph per partition
     reads = ("knn", "similarity", "seed")
     consumes = ("embeddings", "store", "tokens", "partitions")
 
@@ -47,15 +49,19 @@ class NeighborsStage(Stage):
         n = emb.shape[0]
         t0 = time.perf_counter()
         parts = load_partitions(ctx)
+        sim = cfg.similarity
         if parts is not None:
             params = PartitionParams(k=cfg.knn.k, index=cfg.knn.index, nprobe=cfg.knn.nprobe, seed=cfg.seed,
-                                     spill=cfg.engine.spill)
+                                     spill=cfg.engine.spill, similarity=sim.similarity, lexical=sim.lexical,
+                                     hybrid_weight=sim.hybrid_weight, lexical_method=sim.lexical_method,
+                                     tokens_dir=str(ctx.path("tokens")))
             with progress(parts.count, "neighbors", unit="partition") as bar:
                 def mapper(fn, args):
                     for item in ctx.engine.map(fn, args):
                         bar.update(1)
                         yield item
-                ids, sims, info = partitioned_knn(emb, valid, parts, params, mapper)
+                ids, sims, t_ids, t_sims, info = partitioned_graphs(emb, valid, parts, params, mapper)
+            signal_params = info.pop("signal_params", None)
             info = {"index": f"partitioned:{cfg.knn.index}", "k": int(ids.shape[1]), **info}
         else:
             with progress(n, "neighbors") as bar:
@@ -64,20 +70,27 @@ class NeighborsStage(Stage):
             info = {"index": kinfo.index, "k": kinfo.k, "params": kinfo.params}
         drop_invalid(ids, sims, valid)
         dense_seconds = time.perf_counter() - t0
-        sim = cfg.similarity
         if sim.similarity == "dense":
             save_npy(ctx.path("knn_ids.npy"), ids)
             save_npy(ctx.path("knn_sims.npy"), sims)
             return {**info, "similarity": "dense"}
         t = time.perf_counter()
-        t_ids, t_sims, sinfo = self.signal_graph(ctx, emb, ids, sims)
+        if parts is not None:
+            # built inside the partition tasks, over each partition's own + spill documents
+            used = {p["similarity"] for p in signal_params}
+            if used != {sim.similarity}:
+                raise RuntimeError(f"partition tasks built {sorted(used)} graphs, {sim.similarity} was asked for")
+            sparams, timing = {"per_partition": signal_params}, {}  # the two signals' times are not separable here
+        else:
+            t_ids, t_sims, sinfo = self.signal_graph(ctx, emb, ids, sims)
+            sparams = sinfo.params
+            timing = {"dense_seconds": round(dense_seconds, 3), "similarity_seconds": round(time.perf_counter() - t, 3)}
         drop_invalid(t_ids, t_sims, valid)
         save_npy(ctx.path("dedup_ids.npy"), ids)
         save_npy(ctx.path("dedup_sims.npy"), sims)
         save_npy(ctx.path("knn_ids.npy"), t_ids)
         save_npy(ctx.path("knn_sims.npy"), t_sims)
-        return {**info, "similarity": sinfo.similarity, "similarity_params": sinfo.params,
-                "dense_seconds": round(dense_seconds, 3), "similarity_seconds": round(time.perf_counter() - t, 3)}
+        return {**info, "similarity": sim.similarity, "similarity_params": sparams, **timing}
 
     @staticmethod
     def signal_graph(ctx: RunContext, emb, ids, sims):

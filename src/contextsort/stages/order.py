@@ -1,12 +1,12 @@
-"""order: walk the graph of the kept documents (each once), in one task per partition when
-the run is partitioned."""
+"""order: walk the graph of the kept documents (each once): the whole merged graph while it fits
+(distributed.partition.GLOBAL_WALK_MAX_DOCS), else one task per partition."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..atomic import save_npy
-from ..distributed.partition import check_order, partitioned_order
+from ..distributed.partition import check_order, partitioned_order, walks_per_partition
 from ..graph import graph_from_knn, restrict_knn
 from ..order import compute_order, is_permutation_order, order_inputs
 from ..pipeline import RunContext, Stage
@@ -26,6 +26,7 @@ def kept_graph(ctx: RunContext):
 
 class OrderStage(Stage):
     name = "order"
+    version = 2  # partitioned runs walk the merged graph while it fits
     reads = ("order", "seed")
     consumes = ("knn", "dup_of", "embeddings", "partitions")
 
@@ -38,7 +39,8 @@ class OrderStage(Stage):
         kept, k_ids, k_sims = kept_graph(ctx)
         emb = load_embeddings(ctx)
         parts = load_partitions(ctx)
-        if parts is not None:
+        per_partition = parts is not None and walks_per_partition(len(kept))
+        if per_partition:
             local = partitioned_order(k_ids, k_sims, kept, parts, oc.algorithm, ctx.cfg.seed, ctx.cfg.knn.k, emb,
                                       ctx.engine.map)
         else:
@@ -46,7 +48,7 @@ class OrderStage(Stage):
             local = compute_order(oc.algorithm, graph_from_knn(k_ids, k_sims), seed=ctx.cfg.seed, knn_ids=k_ids,
                                   emb=emb_kept, clusters=oc.clusters, neighbors=oc.knn_neighbors)
         order = kept[local]
-        info: dict = {"algorithm": oc.algorithm}
+        info: dict = {"algorithm": oc.algorithm, "walk": "per partition" if per_partition else "global"}
         if is_permutation_order(oc.algorithm):
             keep = np.zeros(len(load_valid(ctx)), dtype=bool)
             keep[kept] = True
