@@ -516,3 +516,16 @@ def test_token_stream_roundtrip(small_run, tmp_path):
     ts = TokenStream.open(run_dir / "tokens")
     assert ts.meta["dtype"] == "uint16" and len(ts.doc_off) == ts.meta["documents"] + 1
     assert int(ts.seq_len.sum()) == len(ts.tokens) == ts.meta["tokens"]
+
+
+def test_packing_with_another_tokenizer_tokenizes_only_kept_documents(tmp_path):
+    """Issue 12.13: duplicates and rejects are not tokenized for packing."""
+    rows = _synthetic_rows(8)
+    rows += [dict(rows[0], id="copy-a"), dict(rows[1], id="copy-b")]  # exact copies: removed by dedup
+    src = write_jsonl(tmp_path / "c.jsonl", rows)
+    res = contextsort.run([src], tmp_path / "run", context_length=128, tokenizer="tiktoken:cl100k_base",
+                          pack_format=["numpy"], report=False)
+    st = res.manifest["stages"]["tokenize_pack"]
+    assert res.counts["duplicates"] >= 2
+    assert st["documents_tokenized"] == res.counts["kept"] and st["documents_skipped"] == res.counts["duplicates"]
+    assert res.metrics["pack"]["documents"] == res.counts["kept"] and res.metrics["pack"]["adds_up"]

@@ -32,6 +32,7 @@ TEXT_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".jso
 
 
 from .errors import InputError  # noqa: E402  (re-exported: bad input that stops the run)
+from .atomic import commit, save_npy
 
 
 @dataclass
@@ -875,7 +876,6 @@ class DocStoreWriter:
         """Finish the store; return one Reject per record whose id was already used."""
         for fh in (self._rec, self._txt):
             fh.flush()
-            os.fsync(fh.fileno())
         dups = self._duplicate_ids()
         rejects = []
         for later, first in dups:
@@ -902,12 +902,12 @@ class DocStoreWriter:
         _save_npy(self.dir / "label_codes.npy", codes)
         tmp = self.dir / "label_names.json.tmp"
         tmp.write_text(json.dumps(self._label_names if (codes >= 0).any() else None, default=str))
-        os.replace(tmp, self.dir / "label_names.json")
+        commit(tmp, self.dir / "label_names.json")
         tmp = self.dir / "fields.json.tmp"
         tmp.write_text(json.dumps(self.field_types.to_json()))
-        os.replace(tmp, self.dir / "fields.json")
-        os.replace(self.dir / "records.jsonl.tmp", self.dir / "records.jsonl")
-        os.replace(self.dir / "text.bin.tmp", self.dir / "text.bin")
+        commit(tmp, self.dir / "fields.json")
+        commit(self.dir / "records.jsonl.tmp", self.dir / "records.jsonl")
+        commit(self.dir / "text.bin.tmp", self.dir / "text.bin")
         return rejects
 
     def _record_tmp(self, i: int) -> bytes:
@@ -931,18 +931,12 @@ class DocStoreWriter:
                         self._content.update(data)
                     new_off.append(new_off[-1] + len(data))
             fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(dst, src)
+        commit(dst, src)
         return np.asarray(new_off, dtype=np.int64)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    save_npy(path, arr)
 
 
 class DocStore:

@@ -44,6 +44,7 @@ import numba as nb
 import numpy as np
 
 from .tokenizer import TextTokenizer, token_dtype
+from .atomic import commit
 
 PACK_MODES = ("concat", "boundary")
 DEFAULT_PAD_WEIGHT = 4.0
@@ -84,9 +85,10 @@ def _fresh_tmp_dir(out_dir: Path) -> Path:
 
 
 def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, batch_bytes: int = 4 << 20,
-                   progress: Callable[[int], None] | None = None) -> dict:
+                   progress: Callable[[int], None] | None = None, keep: np.ndarray | None = None) -> dict:
     """Tokenise every document of `store` (store order) into ``out_dir/stream.bin`` with
-    separators; ``doc_off.npy`` [N+1] gives each document's span in it."""
+    separators; ``doc_off.npy`` [N+1] gives each document's span in it. With `keep`, the
+    other documents are not read or tokenized (their span holds only the separators)."""
     if bos and tok.bos_id is None:
         raise ValueError(f"tokenizer {tok.name} has no BOS token: drop --bos")
     out_dir = Path(out_dir)
@@ -99,14 +101,14 @@ def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, 
         start = 0
         while start < n:
             stop = _batch_stop(store, start, n, batch_bytes)
-            ids, seq = encode_with_separators(tok, store.texts(start, stop), bos, dtype)
+            texts = store.texts(start, stop) if keep is None else [store.text(i) if keep[i] else "" for i in range(start, stop)]
+            ids, seq = encode_with_separators(tok, texts, bos, dtype)
             fh.write(ids.tobytes())
             seq_len[start:stop] = seq
             if progress:
                 progress(stop - start)
             start = stop
         fh.flush()
-        os.fsync(fh.fileno())
     doc_off = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(seq_len, out=doc_off[1:])
     np.save(tmp / "doc_off.npy", doc_off)
@@ -120,7 +122,7 @@ def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, 
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    commit(tmp, out_dir)
     return meta
 
 
@@ -678,5 +680,5 @@ def pack_contexts(stream: TokenStream, order: np.ndarray, out_dir: Path, *, cont
     (tmp / "pack.json").write_text(json.dumps(info, indent=2))
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    commit(tmp, out_dir)
     return info

@@ -28,6 +28,7 @@ from .corpus import DocStore
 from .pack import encode_with_separators, plan_concat
 from .tokenizer import get_tokenizer
 from .errors import ContextsortError, DependencyMissing
+from .atomic import commit
 
 PAD = -1  # padding in context arrays (same value as probe_model.PAD)
 HOLDOUT = 0.1
@@ -333,7 +334,7 @@ def run_probe(
             if write:  # after every seed, so that a long probe leaves its finished seeds behind
                 tmp = run_dir / "probe.json.tmp"
                 tmp.write_text(json.dumps(result, indent=2))
-                os.replace(tmp, run_dir / "probe.json")
+                commit(tmp, run_dir / "probe.json")
     finally:
         torch.set_num_threads(old_threads)
     return result

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from ..atomic import commit
 
 DTYPES = ("float32", "float16")
 MIN_NORM = 0.5  # a unit-norm embedder's row below this norm is broken (zero or NaN): the document is rejected
@@ -121,7 +122,7 @@ def encode_to_memmap(
     valid = _validate(mm, min_norm)
     mm.flush()
     del mm
-    os.replace(part, path)
+    commit(part, path)
     state_path.unlink(missing_ok=True)
     encoded = n - min(n, resumed * batch_size)
     return valid, EncodeStats(n_batches, resumed, seconds, encoded)
@@ -160,4 +161,4 @@ def _resumable(part: Path, state_path: Path, ident: dict, shape: tuple, dtype: s
 def _write_state(path: Path, ident: dict, batches_done: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"identity": ident, "batches_done": batches_done}))
-    os.replace(tmp, path)
+    commit(tmp, path)

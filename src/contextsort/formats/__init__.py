@@ -15,6 +15,7 @@ import numpy as np
 
 from ..corpus import DocStore
 from .schema import OutputSchema, output_schema
+from ..atomic import commit
 
 DOC_FORMATS = ("jsonl", "parquet")
 BATCH = 8192
@@ -70,8 +71,7 @@ def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, la
                 if progress is not None:
                     progress(stop - start)
             fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        commit(tmp, path)
         written.append(path.name)
     if "parquet" in formats:
         written.append(_write_parquet(Path(run_dir) / "ordered.parquet", store, order, policy, label_field))
@@ -86,7 +86,5 @@ def _write_parquet(path: Path, store: DocStore, order: np.ndarray, policy: Outpu
     with pq.ParquetWriter(tmp, policy.schema) as w:
         for start in range(0, n, BATCH):
             w.write_table(parquet_table(list(ordered_rows(store, order, policy, label_field, start, min(n, start + BATCH))), policy))
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    commit(tmp, path)
     return path.name

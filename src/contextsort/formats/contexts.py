@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ..atomic import commit
 
 CONTEXT_FORMATS = ("megatron", "parquet", "numpy")
 
@@ -129,7 +130,7 @@ class IndexSidecar:
         np.savez(tmp, length=cat(self.length, np.int32), context=cat(self.context, np.int64),
                  doc_offsets=cat(self.offsets, np.int32), doc_offsets_ptr=ptr,
                  doc_positions=cat(self.positions, np.int64))
-        os.replace(tmp, path)
+        commit(tmp, path)
 
 
 def get_context_writer(fmt: str, out_dir: Path, context_length: int, dtype, layout: ShardLayout, **kw) -> ContextWriter:

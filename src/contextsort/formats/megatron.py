@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .contexts import ContextWriter, IndexSidecar
+from ..atomic import commit
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 DTYPE_CODES = {
@@ -67,7 +68,7 @@ def write_index(path: Path, sequence_lengths: np.ndarray, document_indices: np.n
         fh.write(lengths.astype("<i4", copy=False).tobytes(order="C"))
         fh.write(pointers.astype("<i8", copy=False).tobytes(order="C"))
         fh.write(docs.astype("<i8", copy=False).tobytes(order="C"))
-    os.replace(tmp, path)
+    commit(tmp, path)
 
 
 def read_index(path: str | os.PathLike) -> dict:
@@ -130,9 +131,8 @@ class MegatronWriter(ContextWriter):
     def _close_shard(self) -> None:
         p = self._prefix(self.shard)
         self._fh.flush()
-        os.fsync(self._fh.fileno())
         self._fh.close()
-        os.replace(p.with_name(p.name + ".bin.tmp"), p.with_name(p.name + ".bin"))
+        commit(p.with_name(p.name + ".bin.tmp"), p.with_name(p.name + ".bin"))
         write_index(p.with_name(p.name + ".idx"), np.full(self._n, self.L, dtype=np.int32),
                     np.arange(self._n + 1, dtype=np.int64), self.dtype)
         self._side.save(p.with_name(p.name + ".npz"))

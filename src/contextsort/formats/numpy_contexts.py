@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .contexts import ContextWriter, IndexSidecar
+from ..atomic import commit
 
 
 def open_contexts(bin_path: str | os.PathLike, context_length: int, dtype) -> np.ndarray:
@@ -36,9 +37,8 @@ class NumpyContextWriter(ContextWriter):
     def _close_shard(self) -> None:
         p = self._path(self.shard)
         self._fh.flush()
-        os.fsync(self._fh.fileno())
         self._fh.close()
-        os.replace(p.with_name(p.name + ".bin.tmp"), p.with_name(p.name + ".bin"))
+        commit(p.with_name(p.name + ".bin.tmp"), p.with_name(p.name + ".bin"))
         self._side.save(p.with_name(p.name + ".npz"))
         self._rel(p.with_name(p.name + ".bin"))
         self._rel(p.with_name(p.name + ".npz"))

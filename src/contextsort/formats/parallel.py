@@ -28,6 +28,7 @@ import numpy as np
 from ..corpus import DocStore
 from . import DOC_FORMATS, jsonl_bytes, ordered_rows, parquet_table
 from .schema import OutputSchema, output_schema
+from ..atomic import commit
 
 PARTS_DIR = ".ordered.parts"
 
@@ -50,9 +51,8 @@ def _part(parts: Path, k: int, ext: str) -> Path:
 
 def _fsync_replace(tmp: Path, path: Path, fh) -> None:
     fh.flush()
-    os.fsync(fh.fileno())
     fh.close()
-    os.replace(tmp, path)
+    commit(tmp, path)
 
 
 def _batch() -> int:
@@ -88,7 +88,7 @@ def write_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: 
         if pw is not None:
             pw.close()
             pw = None
-            os.replace(pq_out + ".tmp", pq_out)
+            commit(pq_out + ".tmp", pq_out)
     finally:
         if fh is not None:
             fh.close()
@@ -193,5 +193,5 @@ def _assemble_parquet(path: Path, parts: Path, bounds, policy: OutputSchema) -> 
     total = pq.ParquetFile(tmp).metadata.num_rows
     if total != n:
         raise RuntimeError(f"write: ordered.parquet has {total} rows, the order {n}")
-    os.replace(tmp, path)
+    commit(tmp, path)
     return path.name

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from .contexts import ContextWriter
+from ..atomic import commit
 
 
 def _list_array(values: np.ndarray, offsets: np.ndarray, value_type):
@@ -67,5 +68,5 @@ class ParquetContextWriter(ContextWriter):
     def _close_shard(self) -> None:
         self._w.close()
         p = self._path(self.shard)
-        os.replace(self._tmp, p)
+        commit(self._tmp, p)
         self._rel(p)

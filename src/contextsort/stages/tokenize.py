@@ -66,7 +66,7 @@ class TokenizeStage(Stage):
 
 class PackTokenizeStage(Stage):
     name = "tokenize_pack"
-    consumes = ("store",)
+    consumes = ("store", "dup_of", "embeddings")
 
     def applies(self, cfg) -> bool:
         return packing(cfg) and cfg.pack.tokenizer != TOKENIZER
@@ -84,9 +84,12 @@ class PackTokenizeStage(Stage):
         pc = ctx.cfg.pack
         tok = ctx.cache.get("pack_tokenizer") or get_tokenizer(pc.tokenizer)
         store = DocStore(ctx.path("store"))
+        # only the documents packing will read: the kept ones (duplicates and rejects are skipped)
+        keep = (np.load(ctx.path("dup_of.npy")) < 0) & np.load(ctx.path("embed_valid.npy"))
         with progress(len(store), "tokenize_pack") as bar:
-            meta = tokenize_store(store, tok, ctx.path("tokens_pack"), bos=pc.bos, progress=bar.update)
-        return {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
+            meta = tokenize_store(store, tok, ctx.path("tokens_pack"), bos=pc.bos, progress=bar.update, keep=keep)
+        info = {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
+        return {**info, "documents_tokenized": int(keep.sum()), "documents_skipped": int((~keep).sum())}
 
 
 def token_spans(ctx: RunContext):
