@@ -87,7 +87,7 @@ def pack_run(run_dir: str | os.PathLike, config: Config | None = None, *, quiet:
     engine = get_engine(cfg.engine)
     try:
         with RunDirectory(run_dir) as rd:
-            runner = Runner(pipeline_stages(), manifest.get("inputs", []), rd, cfg, engine, only={"tokenize", "pack", "report"})
+            runner = Runner(pipeline_stages(), manifest.get("inputs", []), rd, cfg, engine, only={"tokenize", "tokenize_pack", "pack", "report"})
             runner.manifest["config"] = cfg.to_dict()
             return runner.run()
     finally:
