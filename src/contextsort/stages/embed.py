@@ -107,7 +107,9 @@ class EmbedStage(Stage):
             source = str(ctx.path("tokens" if from_ids else "store"))
             content = ctx.record("tokenize" if from_ids else "ingest")["artifacts"]["tokens" if from_ids else "store"]
             if from_ids and not e.batch_size:
-                bs = 16384  # pooling is cheap: large batches, fewer checkpoints
+                # pooling is cheap: large batches, fewer checkpoints, but enough batches for every worker
+                workers = ctx.engine.workers()
+                bs = 16384 if workers == 1 else max(64, min(16384, -(-n // (2 * workers))))
 
             def encode_batches(batches):
                 args = ((source, content, e.embedder, options, idx) for idx in batches)
