@@ -119,17 +119,23 @@ def _id_features(tokens, a, n, bigrams, n_uni, n_features, buf):
     return m
 
 
+@nb.njit(cache=True)
+def _distinct(values):
+    """Number of distinct values (the nonzeros a document's feature list gives)."""
+    f = np.sort(values)
+    u = 0
+    for e in range(len(f)):
+        if e == 0 or f[e] != f[e - 1]:
+            u += 1
+    return u
+
+
 @nb.njit(parallel=True, cache=True)
 def _count_nnz(tokens, start, length, bigrams, n_uni, n_features, nnz):
     for i in nb.prange(len(start)):
         buf = np.empty(2 * length[i], np.int64)
         m = _id_features(tokens, start[i], length[i], bigrams, n_uni, n_features, buf)
-        f = np.sort(buf[:m])
-        u = 0
-        for e in range(m):
-            if e == 0 or f[e] != f[e - 1]:
-                u += 1
-        nnz[i] = u
+        nnz[i] = _distinct(buf[:m])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -248,12 +254,7 @@ def _word_nnz(tokens, start, length, kind, ph, pp, pl, n_features, nnz):
     for i in nb.prange(len(start)):
         buf = np.empty(length[i] + 1, np.int64)
         m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
-        f = np.sort(buf[:m])
-        u = 0
-        for e in range(m):
-            if e == 0 or f[e] != f[e - 1]:
-                u += 1
-        nnz[i] = u
+        nnz[i] = _distinct(buf[:m])
 
 
 @nb.njit(parallel=True, cache=True)
