@@ -15,7 +15,7 @@ from ..neighbors import knn_graph
 from ..pipeline import RunContext, Stage
 from ..progress import log, progress
 from .embed import load_embeddings, load_valid
-from .partition import load_partitions
+from .partition import load_partitions, uses_partitions
 
 
 def drop_invalid(ids: np.ndarray, sims: np.ndarray, valid: np.ndarray) -> None:
@@ -41,7 +41,7 @@ class NeighborsStage(Stage):
         return {"knn": files}
 
     def key(self, ctx: RunContext) -> object:
-        return {"spill": ctx.cfg.engine.spill} if load_partitions_declared(ctx) else None
+        return {"spill": ctx.cfg.engine.spill} if uses_partitions(ctx.cfg) else None
 
     def run(self, ctx: RunContext) -> dict:
         cfg = ctx.cfg
@@ -112,9 +112,3 @@ class NeighborsStage(Stage):
                                    lexical=lex)
             bar.update(2)
         return out
-
-
-def load_partitions_declared(ctx: RunContext) -> bool:
-    from .partition import uses_partitions
-
-    return uses_partitions(ctx.cfg)
