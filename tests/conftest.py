@@ -13,6 +13,10 @@ import pytest
 # test_ray_netns.py starts them (unshare --net) with this variable set.
 IN_LOOPBACK_NETNS = os.environ.get("CONTEXTSORT_LOOPBACK_NETNS") == "1"
 
+# No background numba warm-up beside the CLI runs of the tests (subprocesses inherit this);
+# test_warmup.py starts one on purpose.
+os.environ["CONTEXTSORT_WARMUP"] = "0"
+
 
 def pytest_collection_modifyitems(config, items):
     if IN_LOOPBACK_NETNS:

@@ -1,8 +1,15 @@
-"""warmup: the tiny corpus is valid input with work for every stage; the marker stops a second warm-up."""
+"""warmup: the tiny corpus is valid input with work for every stage; the late warm-up caches the
+late stages for another process; the marker and the lock stop a second warm-up."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import subprocess
+import sys
+
+import pytest
 
 from contextsort import warmup
 
@@ -18,17 +25,39 @@ def test_warmup_corpus_has_labels_and_an_exact_duplicate(tmp_path):
     assert len(set(texts)) < len(texts)  # the planted duplicate
 
 
-def test_start_background_skips_when_marker_exists(tmp_path, monkeypatch):
+@pytest.fixture
+def cold(tmp_path, monkeypatch):
+    """A marker path of our own and the warm-up switched on (conftest switches it off)."""
     marker = tmp_path / "marker"
     monkeypatch.setattr(warmup, "marker_path", lambda: marker)
-    calls = []
-    monkeypatch.setattr(warmup, "compile_hot_loops", lambda: calls.append(1) or 0.0)
-    thread = warmup.start_background()
-    assert thread is not None
-    thread.join()
-    assert calls == [1]
+    monkeypatch.setenv("CONTEXTSORT_WARMUP", "1")
+    started = []
+    monkeypatch.setattr(warmup.subprocess, "Popen", lambda cmd, **kw: started.append((cmd, kw)) or "proc")
+    return marker, started
+
+
+def test_start_background_starts_one_process_until_marked(cold, monkeypatch):
+    marker, started = cold
+    assert warmup.start_background() == "proc"
+    cmd, kw = started[0]
+    assert cmd[1:4] == ["-m", "contextsort.warmup", "--late"]
+    assert kw["env"]["CONTEXTSORT_WARMUP"] == "0"  # the warm-up's own run starts no warm-up
     marker.touch()
-    assert warmup.start_background() is None and calls == [1]
+    assert warmup.start_background() is None and len(started) == 1
+    marker.unlink()
+    monkeypatch.setenv("CONTEXTSORT_WARMUP", "0")
+    assert warmup.start_background() is None and len(started) == 1
+
+
+def test_start_background_skips_while_another_warmup_holds_the_lock(cold):
+    marker, started = cold
+    fd = os.open(marker.with_suffix(".lock"), os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert warmup.start_background() is None and started == []
+    finally:
+        os.close(fd)
+    assert warmup.start_background() == "proc"
 
 
 def test_source_stamp_changes_with_a_source_file(tmp_path, monkeypatch):
@@ -37,3 +66,29 @@ def test_source_stamp_changes_with_a_source_file(tmp_path, monkeypatch):
     before = warmup.source_stamp()
     (tmp_path / "a.py").write_text("x = 22\n")
     assert warmup.source_stamp() != before
+
+
+COMPILES = """
+import json, sys
+import numpy as np
+from numba.core import event
+compiled = []
+class Rec(event.Listener):
+    def on_start(self, ev): pass
+    def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+event.register("numba:compile", Rec())
+from contextsort.graph import graph_from_knn
+rng = np.random.default_rng(0)
+ids = rng.integers(0, 50, (50, 5)).astype(np.int64)
+graph_from_knn(ids, rng.random((50, 5)).astype(np.float32))
+print(json.dumps(compiled))
+"""
+
+
+def test_late_warmup_caches_the_graph_for_the_next_process(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}  # a cold cache of our own
+    probe = [sys.executable, "-c", COMPILES]
+    assert "_symmetrize" in json.loads(subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba2")
+    subprocess.run([sys.executable, "-m", "contextsort.warmup", "--late"], env=env, check=True, capture_output=True)
+    assert json.loads(subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout) == []

@@ -197,6 +197,7 @@ def _dispatch(a: argparse.Namespace) -> int:
 def _command(a: argparse.Namespace) -> int:
     from .api import pack_run, run
     from .sample import bbc_news_path
+    from .warmup import start_background as start_warmup
 
     if a.command == "report":
         from .report import write_report
@@ -213,6 +214,7 @@ def _command(a: argparse.Namespace) -> int:
         return 0
     cfg = config_from_args(a)
     inputs = [bbc_news_path()] if a.command == "demo" else a.inputs
+    start_warmup()  # on a fresh install only: compiles the late stages in a second process
     t = time.perf_counter()
     result = run(inputs, a.output, cfg, quiet=a.quiet, overwrite=a.overwrite)
     print(summary(result))

@@ -4,19 +4,20 @@ Every hot loop is `@njit(cache=True)`, so only the first run on a fresh install 
 compilation (15-30 s on 2 cores; the demo itself takes about 5 s). `compile_hot_loops()`
 runs the default pipeline on a tiny generated corpus, which compiles and caches exactly
 the functions, with exactly the argument types, that a default run uses.
-`start_background()` does that in a daemon thread, once per installed source tree (a
-marker file records it), meant to overlap the first run's ingest and embed stages; on 2
-cores it made the first demo slower, not faster (docs/benchmarks.md "First run"), so do
-not call it by default. `python -m contextsort.warmup` does it in the foreground (for
-example right after `pip install`).
+`start_background()` starts, beside a run on a cold cache, a second process that compiles
+the late stages while the run compiles the early ones (docs/benchmarks.md "First run");
+a marker file stops it once the source tree is warm. `python -m contextsort.warmup` does
+the whole warm-up in the foreground (for example right after `pip install`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -53,42 +54,82 @@ def warmup_corpus(path: Path) -> None:
         fh.write(json.dumps({"id": "dup2", "text": " ".join(topics["alpha"]), "label": "alpha"}) + "\n")
 
 
-def compile_hot_loops() -> float:
-    """Run the default pipeline (with the model-free tfidf embedder) on a tiny corpus; return seconds."""
-    from .config import Config
-    from .runner import Runner
+def compile_hot_loops(late_only: bool = False) -> float:
+    """Run the default pipeline on a tiny corpus; return seconds.
+
+    `late_only` skips what a real run compiles in its first minute anyway (the wordllama pooling
+    and the lexical signal), so that a warm-up started beside a first run compiles the stages the
+    run reaches last (graph, dedup, order, metrics, packing) while the run does the rest.
+    """
+    from .api import run
 
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="contextsort-warmup-") as tmp:
         corpus = Path(tmp) / "warmup.jsonl"
         warmup_corpus(corpus)
-        cfg = Config()
-        cfg.embed.embedder = "tfidf:16"
-        Runner([corpus], Path(tmp) / "run", cfg, quiet=True).run()
+        options = {"embedder": "tfidf:16", "similarity": "dense"} if late_only else {}
+        run([corpus], Path(tmp) / "run", quiet=True, **options)
+    return time.perf_counter() - t
+
+
+def mark_warm() -> None:
+    """Record that this source tree's hot loops are compiled (so no warm-up starts again)."""
     try:
         marker_path().parent.mkdir(exist_ok=True)
         marker_path().touch()
     except OSError:
         pass  # read-only install: numba falls back to its user cache, the marker just isn't kept
-    return time.perf_counter() - t
 
 
-def start_background() -> threading.Thread | None:
-    """Compile in a daemon thread unless this source tree was warmed before; the thread, or None."""
-    if marker_path().exists():
+def start_background() -> subprocess.Popen | None:
+    """Start a warm-up process beside a first run (cache cold); the process, or None.
+
+    A process, not a thread: numba compiles under the GIL, so only a second process compiles
+    in parallel with the run. It compiles the late stages (`late_only`) while the run compiles
+    its early ones; each function's cache file is written atomically, and a run that reaches
+    a function before the warm-up has cached it simply compiles it too. Skipped when this
+    source tree was warmed before (marker), while another warm-up holds the lock, or when
+    CONTEXTSORT_WARMUP=0.
+    """
+    if os.environ.get("CONTEXTSORT_WARMUP", "1") == "0" or marker_path().exists():
         return None
+    lock = marker_path().with_suffix(".lock")
+    try:
+        lock.parent.mkdir(exist_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None  # another warm-up is running
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    return subprocess.Popen([sys.executable, "-m", "contextsort.warmup", "--late", "--lock", str(lock)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env={**os.environ, "CONTEXTSORT_WARMUP": "0"})
 
-    def work() -> None:
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m contextsort.warmup", description="compile and cache numba's hot loops")
+    p.add_argument("--late", action="store_true", help="only the stages a run reaches last (used beside a first run)")
+    p.add_argument("--lock", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    fd = None
+    if a.lock:  # held while compiling, so that a second first run does not start another warm-up
+        fd = os.open(a.lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            compile_hot_loops()
-        except Exception:  # a failed warm-up only means the real run compiles for itself
-            pass
-
-    thread = threading.Thread(target=work, name="contextsort-warmup", daemon=True)
-    thread.start()
-    return thread
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return 0
+    secs = compile_hot_loops(late_only=a.late)
+    mark_warm()  # after --late too: the run beside it caches the early stages itself
+    print(f"contextsort: numba cache warmed in {secs:.1f}s", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    secs = compile_hot_loops()
-    print(f"contextsort: numba cache warmed in {secs:.1f}s", file=sys.stderr)
+    sys.exit(main())
