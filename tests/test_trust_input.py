@@ -407,3 +407,20 @@ def test_property_every_record_is_stored_or_rejected(tmp_path_factory, items, id
     assert [store.text(i) for i in range(len(store))] == [r.text for r in kept]
     keys = [json.dumps(store.record(i)["id"]) for i in range(len(store))]
     assert len(set(keys)) == len(keys)
+
+
+def test_linked_folders_are_read_once_and_loops_reported(tmp_path, alarm):
+    data = tmp_path / "data"
+    (data / "part").mkdir(parents=True)
+    (data / "part" / "a.jsonl").write_text('{"id": "a", "text": "first"}\n')
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "own.jsonl").write_text('{"id": "o", "text": "own"}\n')
+    os.symlink(data, d / "linked")  # a folder reached only through a link: read
+    os.symlink(data, d / "linked_again")  # the same folder a second time: reported, not read twice
+    os.symlink(d, d / "linked" / "back")  # a loop back to the input folder: reported, no hang
+    recs, rejs, _ = read_all([d])
+    assert sorted(r.id for r in recs) == ["a", "o"]
+    reasons = {Path(r.source).name: r.reason for r in rejs}
+    assert set(reasons) == {"linked_again", "back"}
+    assert all("the same folder as" in why for why in reasons.values())

@@ -124,17 +124,36 @@ def path_problem(path: Path) -> str | None:
 def list_folder(root: Path, exclude: Iterable[Path] = ()) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Corpus files under a folder, sorted; and the corpus-named entries that cannot be read, with why.
 
-    Symbolic links to folders are not followed (no loops); a FIFO, a broken link or a
-    link loop named like a corpus file is reported rather than skipped. Folders in
-    `exclude` (the run directory, when it sits inside an input folder) are never entered.
+    Symbolic links to folders are followed, each real folder once: a second path to a folder
+    (a link loop, or two links to the same data) is reported, not read twice.
+    A FIFO, a broken link or a link loop named like a corpus file is reported rather than
+    skipped. Folders in `exclude` (the run directory, when it sits inside an input folder)
+    are never entered.
     """
     files: list[Path] = []
     bad: list[tuple[Path, str]] = []
     skip = {Path(e).resolve() for e in exclude}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if skip:
-            dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() not in skip]
-        dirnames.sort()
+    seen: dict[tuple[int, int], Path] = {}  # each real folder, and the path it is read through
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        seen.setdefault((st.st_dev, st.st_ino), Path(dirpath))
+        keep = []
+        for d in sorted(dirnames):
+            sub = Path(dirpath) / d
+            if skip and sub.resolve() in skip:
+                continue
+            try:
+                sst = os.stat(sub)
+            except OSError as e:
+                bad.append((sub, path_problem(sub) or f"cannot access: {e.strerror}"))
+                continue
+            first = seen.get((sst.st_dev, sst.st_ino))
+            if first is not None:
+                bad.append((sub, f"the same folder as {first} (symbolic link), read once"))
+                continue
+            seen[(sst.st_dev, sst.st_ino)] = sub
+            keep.append(d)
+        dirnames[:] = keep
         for name in filenames:
             if not name.endswith(TEXT_SUFFIXES):
                 continue
