@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +23,10 @@ def s3_lines(fs, path: str) -> list[dict]:
         return [json.loads(line) for line in fh.read().decode("utf-8").splitlines()]
 
 
-def test_run_to_s3_reads_back_and_resumes_from_a_fresh_cache(s3, local_corpus, tmp_path):  # noqa: F811
+def test_run_to_s3_reads_back_and_resumes_from_a_fresh_cache(s3, local_corpus, tmp_path, monkeypatch):  # noqa: F811
     import pyarrow.parquet as pq
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the default working copy (pack_run below)
 
     import contextsort
     from contextsort.cli import main
@@ -61,3 +64,67 @@ def test_run_to_s3_reads_back_and_resumes_from_a_fresh_cache(s3, local_corpus, t
     s3.invalidate_cache()
     assert json.loads(s3.cat_file("corpus-bucket/runs/x/manifest.json"))["skipped"] == again.skipped
     assert (again.run_dir / "ordered.jsonl").read_bytes() == s3.cat_file("corpus-bucket/runs/x/ordered.jsonl")
+    # `contextsort pack` on the URL repacks there
+    repacked = contextsort.pack_run(url, context_length=256)
+    assert repacked.run_dir.parent == tmp_path / "xdg" / "contextsort" / "runs"
+    s3.invalidate_cache()
+    info = json.loads(s3.cat_file("corpus-bucket/runs/x/packed/pack.json"))
+    assert info["context_length"] == 256 and repacked.location == url
+    assert json.loads(s3.cat_file("corpus-bucket/runs/x/manifest.json"))["stages"]["pack"]["contexts"] == info["counts"]["contexts"]
+
+
+def test_a_crash_keeps_the_finished_stages_at_the_url(s3, local_corpus, tmp_path):  # noqa: F811
+    """kill -9 before the order stage commits: the URL keeps ingest .. dedup, and a run from a fresh
+    working copy reuses them and ends with the same output as an uninterrupted run."""
+    import contextsort
+
+    d, n_records = local_corpus
+    url = "s3://corpus-bucket/runs/crash"
+    src = str(Path(__file__).resolve().parents[1] / "src")  # this checkout's package, in the child too
+    env = dict(os.environ, CONTEXTSORT_CRASH_AT="order:before-commit", PYTHONPATH=src,
+               FSSPEC_S3_ENDPOINT_URL=s3.storage_options["endpoint_url"], FSSPEC_S3_KEY="testing", FSSPEC_S3_SECRET="testing")
+    p = subprocess.run([sys.executable, "-m", "contextsort.cli", "run", str(d), "-o", url, "--cache-dir",
+                        str(tmp_path / "cache1"), "--similarity", "dense", "-q"], env=env, capture_output=True, text=True)
+    assert p.returncode == -9, p.stderr[-2000:]
+    s3.invalidate_cache()
+    man = json.loads(s3.cat_file("corpus-bucket/runs/crash/manifest.json"))
+    assert set(man["stages"]) == {"ingest", "tokenize", "embed", "neighbors", "dedup"}
+    res = contextsort.run([d], url, similarity="dense", cache_dir=str(tmp_path / "cache2"))
+    assert set(res.skipped) == {"ingest", "tokenize", "embed", "neighbors", "dedup"}
+    assert res.counts["records_read"] == n_records and res.counts["adds_up"]
+    ref = contextsort.run([d], tmp_path / "local", similarity="dense")
+    assert np.array_equal(res.order, ref.order)
+    s3.invalidate_cache()
+    assert s3.cat_file("corpus-bucket/runs/crash/ordered.jsonl") == (ref.run_dir / "ordered.jsonl").read_bytes()
+
+
+def test_a_foreign_prefix_needs_overwrite_and_a_bucket_is_never_cleared(s3, local_corpus, tmp_path):  # noqa: F811
+    import contextsort
+    from contextsort.errors import RunDirError
+
+    d, _ = local_corpus
+    s3.pipe("corpus-bucket/theirs/data.csv", b"a,b\n1,2\n")
+    with pytest.raises(RunDirError, match="not a contextsort run"):
+        contextsort.run([d], "s3://corpus-bucket/theirs", similarity="dense", cache_dir=str(tmp_path / "c1"))
+    s3.invalidate_cache()
+    assert s3.cat_file("corpus-bucket/theirs/data.csv") == b"a,b\n1,2\n"  # untouched
+    with pytest.raises(RunDirError, match="whole bucket"):
+        contextsort.run([d], "s3://corpus-bucket", similarity="dense", cache_dir=str(tmp_path / "c2"), overwrite=True)
+    s3.put(str(d / "a.jsonl"), "corpus-bucket/theirs/in/a.jsonl")
+    with pytest.raises(RunDirError, match="holds the input"):
+        contextsort.run(["s3://corpus-bucket/theirs/in"], "s3://corpus-bucket/theirs", similarity="dense",
+                        cache_dir=str(tmp_path / "c3"), overwrite=True)
+    res = contextsort.run([d], "s3://corpus-bucket/theirs", similarity="dense", cache_dir=str(tmp_path / "c4"),
+                          overwrite=True)
+    s3.invalidate_cache()
+    assert not s3.exists("corpus-bucket/theirs/data.csv") and not s3.exists("corpus-bucket/theirs/in/a.jsonl")
+    assert len(s3_lines(s3, "corpus-bucket/theirs/ordered.jsonl")) == res.counts["kept"]
+
+
+def test_default_working_copy_is_under_xdg_cache_home(monkeypatch, tmp_path):
+    from contextsort.remote_run import default_cache_dir, open_run_directory
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a, b = default_cache_dir("s3://b/runs/x"), default_cache_dir("s3://b/runs/y")
+    assert a.parent == tmp_path / "contextsort" / "runs" and a != b
+    assert open_run_directory(f"file://{tmp_path}/run").path == tmp_path / "run"  # file:// is a local directory
