@@ -16,6 +16,7 @@ from contextsort.formats.megatron import MegatronReader
 from contextsort.pack import TokenStream, pack_contexts
 
 from test_pack import small_run  # noqa: F401
+from test_remote import local_corpus  # noqa: F401
 
 ALL = ["megatron", "parquet", "numpy"]
 
@@ -92,3 +93,39 @@ def test_tasks_write_the_same_files_as_one_pass(small_run, tmp_path, monkeypatch
     n = one["counts"]["contexts"]
     for name, ctx in rb.items():
         assert n > 40 and ctx.shape == (n, 50) and np.array_equal(ctx, ra[name]) and np.array_equal(ctx, ra["numpy"]), name
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    pytest.importorskip("ray")
+    from contextsort.engines.ray import RaySession
+
+    with RaySession(num_cpus=2, quiet=True) as s:  # local, no dashboard, shut down at the end
+        yield s
+
+
+@pytest.mark.ray
+def test_ray_packs_and_writes_removed_as_tasks(ray_local, local_corpus, tmp_path):  # noqa: F811
+    """Under --engine ray, packing and removed.jsonl run as Ray tasks (the manifest says so, with
+    the nodes that did them) and give the files one pass gives for the same order."""
+    import contextsort
+    from contextsort.formats.removed import write_removed
+
+    d, n_records = local_corpus
+    res = contextsort.run([d], tmp_path / "run", engine="ray", similarity="dense", context_length=256,
+                          pack_format=ALL, report=False)
+    run = res.run_dir
+    man = json.loads((run / "manifest.json").read_text())
+    pack, write = man["stages"]["pack"], man["stages"]["write"]
+    assert pack["engine"] == write["engine"] == "ray" and pack["node_ids"] and write["node_ids"]
+    assert pack["write_tasks"] >= 2 and write["removed_parts"] >= 2 and res.counts["adds_up"]
+    one = pack_contexts(TokenStream.open(run / "tokens"), res.order, tmp_path / "one", context_length=256,
+                        emb=np.load(run / "embeddings.npy"), formats=ALL, seed=man["config"]["seed"])
+    a, b = files_of(tmp_path / "one"), files_of(run / "packed")
+    assert sorted(a) == sorted(b) and [n for n in a if a[n] != b[n]] == []
+    assert one["counts"]["contexts"] == pack["contexts"] > 512
+    n, _ = write_removed(tmp_path / "removed.jsonl", run / "store", "id", np.load(run / "dup_of.npy"),
+                         np.load(run / "embed_valid.npy"), np.load(run / "knn_ids.npy"), np.load(run / "knn_sims.npy"),
+                         run / "rejects.jsonl")
+    assert (tmp_path / "removed.jsonl").read_bytes() == (run / "removed.jsonl").read_bytes()
+    assert n == res.counts["duplicates"] + res.counts["rejected"] and res.counts["kept"] + n == n_records
