@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Any, Iterable
 
 from .config import Config
@@ -12,7 +11,8 @@ from .engines import get_engine
 from .errors import RunDirError
 from .pipeline import RunResult, Runner
 from .progress import log
-from .rundir import RunDirectory, read_manifest_file
+from .remote_run import RemoteRunDirectory, open_run_directory, parse
+from .rundir import read_manifest_file
 from .stages import pipeline_stages
 
 
@@ -34,6 +34,8 @@ def run(inputs: str | os.PathLike | Iterable[str | os.PathLike], run_dir: str | 
 
     Options are given by their command-line names (``text_field="content"``, ``k=20``,
     ``order="paper"``) on top of `config`; every value is validated before any work.
+    `run_dir` may be an fsspec URL (``s3://bucket/runs/x``): the stages run in a local
+    working copy (``cache_dir=``) and are uploaded as they finish (remote_run.py).
     """
     from . import __version__
     from .progress import setup_logging
@@ -44,7 +46,7 @@ def run(inputs: str | os.PathLike | Iterable[str | os.PathLike], run_dir: str | 
     inputs = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(p) for p in inputs]
     engine = get_engine(cfg.engine)
     try:
-        with RunDirectory(run_dir, inputs, overwrite) as rd:
+        with open_run_directory(run_dir, inputs, overwrite, cfg.output.cache_dir) as rd:
             runner = Runner(pipeline_stages(), inputs, rd, cfg, engine)
             runner.manifest.update({"contextsort": __version__, "inputs": inputs, "config": cfg.to_dict(),
                                     "options": {k: v for k, v in cfg.differences().items()}, "versions": versions()})
@@ -54,7 +56,7 @@ def run(inputs: str | os.PathLike | Iterable[str | os.PathLike], run_dir: str | 
 
 
 def pack_run(run_dir: str | os.PathLike, config: Config | None = None, *, quiet: bool = True, **options: Any) -> RunResult:
-    """Pack the order of a finished run into training contexts (``RUN_DIR/packed``).
+    """Pack the order of a finished run into training contexts (``RUN_DIR/packed``; RUN_DIR may be a URL).
 
     The run's own config supplies everything but the pack options given here (as
     `config.pack` or as keywords such as ``context_length=8192, mode="boundary"``).
@@ -63,9 +65,13 @@ def pack_run(run_dir: str | os.PathLike, config: Config | None = None, *, quiet:
 
     if quiet:
         setup_logging(-1)
-    run_dir = Path(run_dir)
-    manifest = read_manifest_file(run_dir / "manifest.json")
-    if manifest is None:
+    rd = open_run_directory(run_dir, cache_dir=config.output.cache_dir if isinstance(config, Config) else None)
+    if isinstance(rd, RemoteRunDirectory):
+        raw = rd.remote_manifest()
+        manifest = parse(raw) if raw is not None else None
+    else:
+        manifest = read_manifest_file(rd.path / "manifest.json")
+    if manifest is None or "stages" not in manifest:
         raise RunDirError(f"{run_dir}: not a contextsort run (no manifest.json)")
     for need in ("ingest", "order", "write"):
         if need not in manifest.get("stages", {}):
@@ -86,7 +92,7 @@ def pack_run(run_dir: str | os.PathLike, config: Config | None = None, *, quiet:
     cfg.validate()
     engine = get_engine(cfg.engine)
     try:
-        with RunDirectory(run_dir) as rd:
+        with rd:
             runner = Runner(pipeline_stages(), manifest.get("inputs", []), rd, cfg, engine, only={"tokenize", "tokenize_pack", "pack", "report"})
             runner.manifest["config"] = cfg.to_dict()
             return runner.run()

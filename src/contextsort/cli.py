@@ -78,7 +78,8 @@ def summary(result) -> str:
     c = result.counts
     m = result.metrics
     lines = [
-        f"run directory     {result.run_dir}",
+        f"run directory     {result.location or result.run_dir}"
+        + (f"  (working copy {result.run_dir})" if result.location and result.location != str(result.run_dir) else ""),
         f"documents         read {c['records_read']}, kept {c['kept']}, duplicates {c['duplicates']}, rejected {c['rejected']}"
         f" ({'adds up' if c['adds_up'] else 'DOES NOT ADD UP'})",
     ]
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run the whole pipeline on a corpus")
     p_run.add_argument("inputs", nargs="+", help="JSONL (.gz/.zst), Parquet files or folders (of those, or of .txt files)")
-    p_run.add_argument("-o", "--output", required=True, help="run directory (created; rerunning resumes)")
+    p_run.add_argument("-o", "--output", required=True, help="run directory (created; rerunning resumes); may be a URL: s3://bucket/runs/x")
     p_run.add_argument("--overwrite", action="store_true", help="clear a non-empty directory that is not a contextsort run")
     add_config_options(p_run)
     _verbosity(p_run)

@@ -251,6 +251,8 @@ class OutputConfig:
                              factory=lambda: ["jsonl", "parquet"])
     report: bool = opt(True, "--no-report", "do not write RUN_DIR/report.html at the end", Flag(), negate=True,
                        fingerprint=False)
+    cache_dir: str | None = opt(None, "--cache-dir", "working copy of a run directory given as a URL (s3://, gs://...), uploaded stage by stage (default: $XDG_CACHE_HOME/contextsort/runs/HASH)",
+                                Text(), none=True, fingerprint=False)
 
 
 @dataclass

@@ -135,6 +135,14 @@ def _batch_stop(store, start: int, n: int, batch_bytes: int, max_docs: int = 819
     return int(min(n, start + max_docs, max(stop, start + 1)))
 
 
+def open_tokens(directory: Path, meta: dict, n_tokens: int) -> np.ndarray:
+    """The token file of a stream, memory-mapped (a writing task opens only this, not the offsets)."""
+    dtype = np.dtype(meta["dtype"])
+    if n_tokens:
+        return np.memmap(Path(directory) / "stream.bin", dtype=dtype, mode="r", shape=(n_tokens,))
+    return np.zeros(0, dtype=dtype)
+
+
 @dataclass
 class TokenStream:
     """The tokenised documents of a run: ``tokens[doc_off[i]:doc_off[i+1]]`` is document i
@@ -143,18 +151,14 @@ class TokenStream:
     tokens: np.ndarray
     doc_off: np.ndarray
     meta: dict
+    directory: Path | None = None  # where it was opened from (tasks reopen it there)
 
     @classmethod
     def open(cls, directory: Path) -> "TokenStream":
         directory = Path(directory)
         meta = json.loads((directory / "meta.json").read_text())
         doc_off = np.load(directory / "doc_off.npy")
-        dtype = np.dtype(meta["dtype"])
-        if doc_off[-1]:
-            tokens = np.memmap(directory / "stream.bin", dtype=dtype, mode="r", shape=(int(doc_off[-1]),))
-        else:
-            tokens = np.zeros(0, dtype=dtype)
-        return cls(tokens, doc_off, meta)
+        return cls(open_tokens(directory, meta, int(doc_off[-1])), doc_off, meta, directory)
 
     @property
     def seq_len(self) -> np.ndarray:
@@ -546,24 +550,68 @@ class ContextBatch:
                             self.doc_offsets_ptr[a:b + 1] - pa, self.doc_offsets[pa:pb], self.doc_positions[pa:pb])
 
 
+BATCH_CONTEXTS = 256  # contexts gathered at once; also where Parquet row groups end
+
+
+@dataclass
+class ContextSpec:
+    """Written contexts [first, first + len) as a task needs them to gather their tokens:
+    where each document piece comes from in the token stream and lands in its context."""
+
+    first: int  # written position of the first context
+    context: np.ndarray  # int64 [B] index in plan order
+    lengths: np.ndarray  # int32 [B] real tokens
+    ptr: np.ndarray  # int64 [B+1] pieces of each context
+    src_off: np.ndarray  # int64 [P] where the piece starts in the token stream
+    offset: np.ndarray  # int64 [P] where it starts inside its context
+    length: np.ndarray  # int64 [P] its tokens
+    doc_positions: np.ndarray  # int64 [P] its document's position in the order
+
+    def __len__(self) -> int:
+        return len(self.context)
+
+
+def context_spec(doc_off: np.ndarray, order: np.ndarray, plan: ContextPlan, cd: ContextDocs, perm: np.ndarray,
+                 a: int, b: int) -> ContextSpec:
+    """The spec of written contexts [a, b) (`perm[a:b]` in plan order); `doc_off`: the token stream's offsets."""
+    ids = np.asarray(perm[a:b], dtype=np.int64)
+    cnt = cd.ptr[ids + 1] - cd.ptr[ids]
+    ptr = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(cnt, out=ptr[1:])
+    sel = np.repeat(cd.ptr[ids], cnt) + (np.arange(ptr[-1], dtype=np.int64) - np.repeat(ptr[:-1], cnt))
+    doc = cd.doc[sel]
+    src_off = doc_off[np.asarray(order, dtype=np.int64)[doc]] + cd.src_from[sel]
+    return ContextSpec(int(a), ids.copy(), plan.length[ids].astype(np.int32), ptr, src_off, cd.offset[sel],
+                       cd.length[sel], doc)
+
+
+def gather_batches(tokens: np.ndarray, spec: ContextSpec, context_length: int, pad_id: int, dtype,
+                   batch_contexts: int | None = None):
+    """ContextBatches of the spec's contexts, cut on the global grid of `batch_contexts` written
+    positions (default BATCH_CONTEXTS, read at call time), so a task that writes a range makes
+    the same batches as one pass over all."""
+    batch_contexts = batch_contexts or BATCH_CONTEXTS
+    dtype = np.dtype(dtype)
+    tokens = np.asarray(tokens)
+    end = spec.first + len(spec)
+    pos = spec.first
+    while pos < end:
+        stop = min(end, (pos // batch_contexts + 1) * batch_contexts)
+        i, j = pos - spec.first, stop - spec.first
+        buf = np.empty((j - i, int(context_length)), dtype=dtype)
+        _gather(tokens, spec.src_off, spec.ptr, spec.offset, spec.length, np.arange(i, j, dtype=np.int64),
+                dtype.type(pad_id), buf)
+        p0, p1 = int(spec.ptr[i]), int(spec.ptr[j])
+        yield ContextBatch(buf, spec.lengths[i:j], spec.context[i:j], spec.ptr[i:j + 1] - p0,
+                           spec.offset[p0:p1].astype(np.int32), spec.doc_positions[p0:p1])
+        pos = stop
+
+
 def iter_batches(stream: TokenStream, order: np.ndarray, plan: ContextPlan, cd: ContextDocs, perm: np.ndarray,
-                 pad_id: int, dtype, batch_contexts: int = 256):
+                 pad_id: int, dtype, batch_contexts: int | None = None):
     """Yield ContextBatch objects covering perm (written order)."""
-    order = np.asarray(order, dtype=np.int64)
-    src_off = stream.doc_off[order[cd.doc]] + cd.src_from
-    L = plan.context_length
-    tokens = np.asarray(stream.tokens)
-    counts = np.diff(cd.ptr)
-    for a in range(0, len(perm), batch_contexts):
-        ids = perm[a:a + batch_contexts]
-        buf = np.empty((len(ids), L), dtype=dtype)
-        _gather(tokens, src_off, cd.ptr, cd.offset, cd.length, ids, dtype.type(pad_id), buf)
-        cnt = counts[ids]
-        ptr = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(cnt, out=ptr[1:])
-        sel = np.repeat(cd.ptr[ids], cnt) + (np.arange(ptr[-1], dtype=np.int64) - np.repeat(ptr[:-1], cnt))
-        yield ContextBatch(buf, plan.length[ids].astype(np.int32), ids.copy(), ptr,
-                           cd.offset[sel].astype(np.int32), cd.doc[sel])
+    spec = context_spec(stream.doc_off, order, plan, cd, perm, 0, len(perm))
+    yield from gather_batches(stream.tokens, spec, plan.context_length, pad_id, dtype, batch_contexts)
 
 
 # --------------------------------------------------------------------------------------
@@ -593,9 +641,13 @@ def pack_contexts(stream: TokenStream, order: np.ndarray, out_dir: Path, *, cont
                   emb: np.ndarray | None = None, pad_weight: float = DEFAULT_PAD_WEIGHT,
                   split_cost: float = DEFAULT_SPLIT_COST, min_split: int | None = None, drop_last: bool = False,
                   shuffle: bool = True, seed: int = 0, pad_id: int | None = None, shard_bytes: int | None = None,
-                  tokenizer_info: dict | None = None, progress: Callable[[int], None] | None = None) -> dict:
+                  tokenizer_info: dict | None = None, progress: Callable[[int], None] | None = None,
+                  mapper: Callable | None = None, workers: int = 1, contexts_per_task: int | None = None) -> dict:
     """Plan, shuffle and write the contexts of `order` into `out_dir` (replaced atomically).
-    Returns the content of ``out_dir/pack.json``."""
+    Returns the content of ``out_dir/pack.json``.
+
+    With `mapper` (an engine's map) and `workers` > 1, ranges of contexts are written by tasks
+    and joined here (`formats.contexts_parallel`); the files are the same byte for byte."""
     from .formats.contexts import get_context_writer, shard_layout
 
     t0 = time.perf_counter()
@@ -633,16 +685,23 @@ def pack_contexts(stream: TokenStream, order: np.ndarray, out_dir: Path, *, cont
     tmp = _fresh_tmp_dir(out_dir)
     formats = list(dict.fromkeys(formats))
     layout = shard_layout(len(plan), L, dtype, shard_bytes)
-    writers = [get_context_writer(f, tmp, L, dtype, layout, vocab_size=vocab) for f in formats]
     t1 = time.perf_counter()
-    for batch in iter_batches(stream, order, plan, cd, perm, pad_id, dtype):
-        for w in writers:
-            w.write(batch)
-        if progress:
-            progress(len(batch))
-    files = {}
-    for f, w in zip(formats, writers):
-        files[f] = w.close()
+    tasks = 0
+    if mapper is not None and workers > 1 and len(plan) and stream.directory is not None:
+        from .formats.contexts_parallel import write_contexts_parallel
+
+        files, tasks = write_contexts_parallel(
+            tmp, str(stream.directory), len(stream.tokens),
+            lambda a, b: context_spec(stream.doc_off, order, plan, cd, perm, a, b), formats, L, dtype, pad_id, layout,
+            vocab, mapper, workers, contexts_per_task, progress)
+    else:
+        writers = [get_context_writer(f, tmp, L, dtype, layout, vocab_size=vocab) for f in formats]
+        for batch in iter_batches(stream, order, plan, cd, perm, pad_id, dtype):
+            for w in writers:
+                w.write(batch)
+            if progress:
+                progress(len(batch))
+        files = {f: w.close() for f, w in zip(formats, writers)}
     t_write = time.perf_counter() - t1
 
     stream_tokens = int(seq_len.sum())
@@ -670,6 +729,7 @@ def pack_contexts(stream: TokenStream, order: np.ndarray, out_dir: Path, *, cont
         "contexts_per_shard": layout.per_shard,
         "files": files,
         "seconds": {"plan": round(t_plan, 3), "write": round(t_write, 3)},
+        "write_tasks": tasks,  # 0: written in one pass
     }
     c = info["counts"]
     c["adds_up"] = c["context_tokens"] + c["dropped_tokens"] == c["stream_tokens"]

@@ -91,6 +91,7 @@ class RunResult:
     manifest: dict
     order: object  # numpy int64: store positions of the kept documents, in output order
     skipped: list[str] = field(default_factory=list)  # stages reused from an earlier run
+    location: str = ""  # the run directory as named by the user (a URL when it is remote; run_dir is then its working copy)
 
     @property
     def metrics(self) -> dict:
@@ -148,7 +149,8 @@ class Runner:
                 self._run_stage(stage, fp)
             artifact_fps.update(self.manifest["stages"][stage.name]["artifacts"])
         self._finish(t_all)
-        return RunResult(self.dir.path, self.manifest, np.load(self.ctx.path("order.npy")), list(self.skipped))
+        return RunResult(self.dir.path, self.manifest, np.load(self.ctx.path("order.npy")), list(self.skipped),
+                         self.dir.location)
 
     def _runnable(self) -> list[Stage]:
         return [s for s in self.stages if self.only is None or s.name in self.only]
@@ -182,9 +184,11 @@ class Runner:
             if f not in files:
                 self.dir.remove(f)
         crash_point(f"{stage.name}:before-commit")
+        self.dir.publish(files, {**self.manifest, "stages": {k: v for k, v in self.manifest["stages"].items() if k != stage.name}})
         nodes = self.engine.take_node_ids()
+        # "files" last: every file of the stage (a stage's own "files" key names only some, e.g. write's ordered.*)
         self.manifest["stages"][stage.name] = {"fingerprint": fp, "seconds": round(secs, 3), "artifacts": artifacts,
-                                               "files": files, "engine": self.engine.name, "node_ids": nodes, **info}
+                                               "engine": self.engine.name, "node_ids": nodes, **info, "files": files}
         self._collect()
         self.dir.write_manifest(self.manifest)
         log.info(f"[{stage.name}] done in {secs:.2f}s")
@@ -216,6 +220,7 @@ class Runner:
         self._collect()
         counts = self.manifest["counts"]
         self.manifest["seconds_total"] = round(time.perf_counter() - t_all, 3)
+        self.manifest["skipped"] = list(self.skipped)  # stages this run reused
         self.dir.write_manifest(self.manifest)
         if not counts["adds_up"]:
             raise RunError(f"counts do not add up: kept {counts['kept']} + duplicates {counts['duplicates']} + "

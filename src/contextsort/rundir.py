@@ -140,6 +140,14 @@ class RunDirectory:
         manifest[MARKER] = 1
         write_json(self.path / "manifest.json", manifest)
 
+    def publish(self, files: list[str], manifest_without: dict) -> None:
+        """A stage's files are committed here; a remote run directory uploads them (remote_run.py)."""
+
+    @property
+    def location(self) -> str:
+        """Where the run is, as the user named it (a URL for a remote run directory)."""
+        return str(self.path)
+
     def remove(self, rel: str) -> None:
         """Delete a file or folder of the run (missing is fine); never outside the run directory."""
         p = (self.path / rel)

@@ -59,13 +59,14 @@ class ContextWriter:
 
     name = "base"
 
-    def __init__(self, out_dir: Path, context_length: int, dtype, layout: ShardLayout, **_):
+    def __init__(self, out_dir: Path, context_length: int, dtype, layout: ShardLayout, start: int = 0, **_):
+        """start: written position of the first context it will get (a task writing a range)."""
         self.dir = Path(out_dir) / self.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.L = int(context_length)
         self.dtype = np.dtype(dtype)
         self.layout = layout
-        self.written = 0  # contexts so far
+        self.written = int(start)  # written position of the next context
         self.shard = -1
         self.files: list[str] = []
 

@@ -41,9 +41,11 @@ class PackStage(Stage):
                 split_cost=pc.split_cost, min_split=pc.min_split, drop_last=pc.drop_last, shuffle=pc.shuffle,
                 seed=seed, pad_id=pc.pad_id, shard_bytes=parse_size(pc.shard_size),
                 tokenizer_info={"pad_id": tok.pad_id}, progress=bar.update,
+                mapper=ctx.engine.map, workers=ctx.engine.workers(),  # ranges of contexts as tasks when > 1
             )
         files = [f"packed/{f}" for fs in info["files"].values() for f in fs]
-        return {"contexts": info["counts"]["contexts"], "shards": info["shards"], "extra_files": files,
+        return {"contexts": info["counts"]["contexts"], "shards": info["shards"], "write_tasks": info["write_tasks"],
+                "extra_files": files,
                 "summary": pack_summary(info), "options": {k: v for k, v in asdict(pc).items()}}
 
 

@@ -1,49 +1,19 @@
 """write: the kept documents in the new order (ordered.jsonl / .parquet), every other
-record in removed.jsonl with its reason, and the counts that must add up."""
+record in removed.jsonl with its reason, and the counts that must add up. With several
+workers (engine ray) both are written as tasks per shard and joined by the driver."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from ..atomic import write_jsonl
 from ..corpus import DocStore
 from ..formats import write_ordered
+from ..formats.removed import write_removed
 from ..order import is_permutation_order
 from ..pipeline import RunContext, Stage
 from ..progress import progress
 from .dedup import dense_knn
 from .embed import load_valid
-
-
-def pair_similarity(ids, sims, i: int, j: int) -> float | None:
-    """Similarity of i and j if either is in the other's kNN list."""
-    for a, b in ((i, j), (j, i)):
-        hit = np.flatnonzero(ids[a] == b)
-        if len(hit):
-            return round(float(sims[a, hit[0]]), 6)
-    return None
-
-
-def removed_rows(ctx: RunContext, store: DocStore, dup_of: np.ndarray, valid: np.ndarray):
-    """removed.jsonl: duplicates (with the id they duplicate), bad embeddings, ingest rejects."""
-    id_field = ctx.cfg.input.id_field
-    ids, sims = dense_knn(ctx)
-
-    def rid(i: int):
-        return store.record(i).get(id_field, i)
-
-    for i in np.flatnonzero(dup_of >= 0):
-        i, j = int(i), int(dup_of[i])
-        yield {"id": rid(i), "reason": "duplicate", "duplicate_of": rid(j), "similarity": pair_similarity(ids, sims, i, j)}
-    for i in np.flatnonzero(~valid & (dup_of < 0)):
-        yield {"id": rid(int(i)), "reason": "rejected: embedding is zero or NaN"}
-    with open(ctx.path("rejects.jsonl"), "rb") as fh:
-        for line in fh:
-            rej = json.loads(line)
-            rej["reason"] = "rejected: " + rej["reason"]
-            yield rej
 
 
 class WriteStage(Stage):
@@ -71,7 +41,9 @@ class WriteStage(Stage):
             with progress(len(order), "write") as bar:
                 files, extra = write_ordered(ctx.run_dir.path, store, order, cfg.output.formats, cfg.input.label_field,
                                              progress=bar.update)
-        n_removed = write_jsonl(ctx.path("removed.jsonl"), removed_rows(ctx, store, dup_of, valid))
+        ids, sims = dense_knn(ctx)
+        n_removed, removed_parts = write_removed(ctx.path("removed.jsonl"), ctx.path("store"), cfg.input.id_field, dup_of,
+                                                 valid, ids, sims, ctx.path("rejects.jsonl"), ctx.engine.map, workers)
         ingest = ctx.record("ingest")
         kept = len(np.unique(order))  # equals len(order) for every order but the repeating kNN baseline
         if len(order) != kept and is_permutation_order(cfg.order.algorithm):
@@ -82,4 +54,4 @@ class WriteStage(Stage):
         counts = {"records_read": read, "kept": kept, "duplicates": dups, "rejected": rejected,
                   "adds_up": kept + dups + rejected == read and n_removed == dups + rejected,
                   "coverage": kept / read if read else 0.0, "output_rows": int(len(order)), "removed_rows": n_removed}
-        return {"files": files, "removed": n_removed, "counts": counts, **extra}
+        return {"files": files, "removed": n_removed, "removed_parts": removed_parts, "counts": counts, **extra}
