@@ -207,8 +207,8 @@ def summarize(report: dict, baseline: str = BASELINE, candidate: str = DEFAULT) 
             **{f"mean_relative_gain_{r}": round(float(np.mean(v)), 4) for r, v in by_role.items() if v}}
 
 
-def markdown(report: dict) -> str:
-    """The JSON table as one markdown table (docs/quality.md)."""
+def markdown(report: dict, settings: list[str] | None = None) -> str:
+    """The JSON table (only `settings`' rows when given) as one markdown table (docs/quality.md)."""
     def f(row: dict, key: str) -> str:
         return f"{row[key]:.3f}" if key in row else "-"
 
@@ -216,6 +216,8 @@ def markdown(report: dict) -> str:
            "|---|---|---|---|---|---|---|---|"]
     for name, c in report["corpora"].items():
         for r in c["rows"]:
+            if settings and r["setting"] not in settings:
+                continue
             cc, bb = r.get("concat", {}), r.get("boundary", {})
             out.append(f"| {name} ({c['role']}) | `{r['setting']}` | {f(r, 'label_agreement')} | {f(r, 'link_rate')} | "
                        f"{r['path_ratio']:.3f} ({f(r, 'path_ratio_two_best')}) | {f(cc, 'similarity')} / {f(cc, 'label_agreement')} / {f(cc, 'link_rate')} | "
@@ -247,7 +249,7 @@ def main() -> None:
     ap.add_argument("--markdown", type=Path, default=None, help="only print a saved JSON table as markdown")
     a = ap.parse_args()
     if a.markdown:
-        print(markdown(json.loads(a.markdown.read_text())))
+        print(markdown(json.loads(a.markdown.read_text()), a.settings.split(",") if a.settings else None))
         return
     if a.summarize:
         saved = json.loads(a.summarize.read_text())
