@@ -61,6 +61,8 @@ def test_permutation_orders_write_each_document_once(tmp_path, small_corpus, ord
     m = res.metrics
     assert 0 < m["path_weight"]["ratio"] <= 1.0 + 1e-9
     assert m["path_weight"]["bound"] >= m["path_weight"]["sum"]
+    assert m["path_weight"]["bound"] <= m["path_weight"]["path_bound_two_best"] + 1e-9
+    assert m["path_weight"]["ratio_two_best"] <= m["path_weight"]["ratio"] + 1e-9
     assert "label_agreement" in m and "random" in m["label_agreement"]
     assert "repeats" not in m
 

@@ -216,6 +216,8 @@ class KnnConfig:
     index: str = opt("auto", "--index", "kNN index (auto: exact below 50k documents, IVF above; ivfgemm: IVF search batched into BLAS GEMMs)",
                      OneOf(("auto", "flat", "ivf", "hnsw", "ivfpq", "ivfgemm")))
     nprobe: int | None = opt(None, "--nprobe", "IVF lists probed per query (default: chosen from N)", Interval(int, 1), none=True)
+    walk_k: int | None = opt(16, "--walk-k", "neighbours per document in the traversal graph, searched beyond --k when larger (dedup keeps the first --k; none: = --k, the paper's graph)",
+                             Interval(int, 1, 1024), none=True)
 
 
 @dataclass
@@ -224,7 +226,7 @@ class SimilarityConfig:
 
     similarity: str = opt("hybrid", "--similarity", "signal of the traversal graph: embedding cosine, TF-IDF/BM25 cosine, or both (dedup always uses the dense cosine)",
                           OneOf(("dense", "lexical", "hybrid")))
-    hybrid_weight: float = opt(0.2, "--hybrid-weight", "dense share of the hybrid score (0 = lexical only, 1 = dense only)", Interval(float, 0, 1))
+    hybrid_weight: float = opt(0.1, "--hybrid-weight", "dense share of the hybrid score (0 = lexical only, 1 = dense only)", Interval(float, 0, 1))
     lexical: str = opt("tfidf", "--lexical", "lexical term weighting", OneOf(("tfidf", "bm25")))
     lexical_method: str = opt("auto", "--lexical-method", "lexical kNN: exact blocked products, or pruned candidates + exact rescoring (auto: exact up to 10k documents)",
                               OneOf(("auto", "exact", "pruned")))

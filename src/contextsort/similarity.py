@@ -38,7 +38,7 @@ LEXICAL_EXACT_MAX_N = 10_000  # exact lexical kNN up to here (20k synthetic docs
 LEXICAL_MAX_DF = 0.2  # terms from ids: words in more than this share of documents are stop words (benchmarks/lexical_ids.py)
 
 
-DEFAULT_HYBRID_WEIGHT = 0.2  # dense share of the hybrid (README "Similarity signals"; 0.5 did not hold up, docs/quality.md)
+DEFAULT_HYBRID_WEIGHT = 0.1  # dense share of the hybrid (docs/quality.md round 2, with 16 walk neighbours; 0.5 did not hold up)
 
 
 class SimilarityUnavailable(DependencyMissing):

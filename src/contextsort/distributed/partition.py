@@ -43,6 +43,7 @@ class PartitionParams:
     """What the partitioned stages compute with (all of it changes the result)."""
 
     k: int = 10
+    walk_k: int = 0  # neighbours in the traversal graph (0: = k); searched beyond k when larger
     index: str = "auto"
     nprobe: int | None = None
     threshold: float = 0.97
@@ -129,10 +130,13 @@ def partition_knn_task(emb: np.ndarray, rows: np.ndarray, n_own: int, params: Pa
     terms as a single-machine run) as (ids, sims, params), else None.
     """
     rows = np.asarray(rows, dtype=np.int64)
+    k, walk_k = params.k, params.walk_k or params.k
     if params.similarity == "dense":
-        ids_l, sims, _ = knn_graph(emb, k=params.k, index=params.index, seed=1234 + params.seed, nprobe=params.nprobe,
-                                   n_queries=n_own)
-        return to_global(ids_l, rows), sims, None
+        ids_l, sims, _ = knn_graph(emb, k=max(k, walk_k), index=params.index, seed=1234 + params.seed,
+                                   nprobe=params.nprobe, n_queries=n_own)
+        ids_g = to_global(ids_l, rows)
+        walk = None if walk_k == k else (ids_g[:, :walk_k], np.asarray(sims[:, :walk_k]), {"similarity": "dense"})
+        return ids_g[:, :k], np.asarray(sims[:, :k]), walk
     from ..embed.wordllama import TOKENIZER
     from ..pack import TokenStream
     from ..similarity import lexical_vectors_from_ids, similarity_graph
@@ -140,17 +144,19 @@ def partition_knn_task(emb: np.ndarray, rows: np.ndarray, n_own: int, params: Pa
     from ..tokens import content_spans
 
     # the signal graph rescored with neighbours of every union document, so search all of them
-    ids_l, sims, _ = knn_graph(emb, k=params.k, index=params.index, seed=1234 + params.seed, nprobe=params.nprobe)
+    ids_l, sims, _ = knn_graph(emb, k=max(k, walk_k), index=params.index, seed=1234 + params.seed, nprobe=params.nprobe)
     if params.tokens_dir is None:
         raise ValueError(f"--similarity {params.similarity} on partitions needs the token store")
     stream = TokenStream.open(params.tokens_dir)
     start, length = content_spans(stream)
     lex = lexical_vectors_from_ids(stream.tokens, start[rows], length[rows], get_tokenizer(TOKENIZER), params.lexical)
-    t_ids, t_sims, sinfo = similarity_graph(params.similarity, emb, None, params.k, weighting=params.lexical,
+    t_ids, t_sims, sinfo = similarity_graph(params.similarity, emb, None, walk_k, weighting=params.lexical,
                                             weight=params.hybrid_weight, lexical_method=params.lexical_method,
-                                            seed=1234 + params.seed, dense_knn=(ids_l, sims), lexical=lex)
+                                            seed=1234 + params.seed, dense_knn=(np.ascontiguousarray(ids_l[:, :walk_k]),
+                                                                                np.ascontiguousarray(sims[:, :walk_k])),
+                                            lexical=lex)
     signal = (to_global(t_ids[:n_own], rows), np.asarray(t_sims[:n_own]), {"similarity": sinfo.similarity, **sinfo.params})
-    return to_global(ids_l[:n_own], rows), np.asarray(sims[:n_own]), signal
+    return to_global(ids_l[:n_own, :k], rows), np.asarray(sims[:n_own, :k]), signal
 
 
 def to_global(ids_local: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -203,7 +209,7 @@ def partitioned_knn(emb: np.ndarray, valid: np.ndarray, parts: Partitions, param
                     mapper: Mapper = local_mapper, out_ids: np.ndarray | None = None,
                     out_sims: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Dense kNN lists of every document, one task per partition (searching `spill` neighbouring ones)."""
-    dense = PartitionParams(**{**params.__dict__, "similarity": "dense"})
+    dense = PartitionParams(**{**params.__dict__, "similarity": "dense", "walk_k": 0})
     ids, sims, _, _, info = partitioned_graphs(emb, valid, parts, dense, mapper, out_ids, out_sims)
     return ids, sims, info
 
@@ -213,8 +219,8 @@ def partitioned_graphs(emb: np.ndarray, valid: np.ndarray, parts: Partitions, pa
                        out_sims: np.ndarray | None = None):
     """(dense ids, dense sims, signal ids, signal sims, info), one task per partition.
 
-    The dense lists are for dedup; the signal lists (None with params.similarity "dense")
-    are the traversal graph of params.similarity, computed in the same task over the same
+    The dense lists (k per document) are for dedup; the signal lists (walk_k per document;
+    None with params.similarity "dense" and walk_k = k) are the traversal graph of params.similarity, computed in the same task over the same
     own + spill documents, so lexical and hybrid runs are distributed like dense ones.
     """
     n = emb.shape[0]
@@ -223,11 +229,12 @@ def partitioned_graphs(emb: np.ndarray, valid: np.ndarray, parts: Partitions, pa
     nbrs = neighbour_partitions(parts.centroids, params.spill)
     sizes = np.array([len(m) for m in members], dtype=np.int64)
     k_eff = max(0, min(params.k, n - 1))
+    walk_eff = max(0, min(params.walk_k or params.k, n - 1))
     ids = out_ids if out_ids is not None else np.empty((n, k_eff), dtype=np.int64)
     sims = out_sims if out_sims is not None else np.empty((n, k_eff), dtype=np.float32)
-    with_signal = params.similarity != "dense"
-    t_ids = np.full((n, k_eff), -1, dtype=np.int64) if with_signal else None
-    t_sims = np.zeros((n, k_eff), dtype=np.float32) if with_signal else None
+    with_signal = params.similarity != "dense" or (params.walk_k or params.k) != params.k
+    t_ids = np.full((n, walk_eff), -1, dtype=np.int64) if with_signal else None
+    t_sims = np.zeros((n, walk_eff), dtype=np.float32) if with_signal else None
     ids[~valid] = -1
     sims[~valid] = 0
     signal_params: dict = {}

@@ -14,8 +14,8 @@ from .embed import load_valid
 
 
 def dense_knn(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
-    """The dense cosine kNN lists (dedup_*.npy when the traversal graph is another signal)."""
-    name = "dedup" if ctx.path("dedup_ids.npy").exists() and ctx.cfg.similarity.similarity != "dense" else "knn"
+    """The dense cosine kNN lists at --k (dedup_*.npy; knn_*.npy in run folders written before it existed)."""
+    name = "dedup" if ctx.path("dedup_ids.npy").exists() else "knn"
     return np.load(ctx.path(f"{name}_ids.npy"), mmap_mode="r"), np.load(ctx.path(f"{name}_sims.npy"), mmap_mode="r")
 
 

@@ -18,6 +18,11 @@ from .embed import load_embeddings, load_valid
 from .partition import load_partitions, uses_partitions
 
 
+def walk_neighbours(cfg) -> int:
+    """Neighbours per document in the traversal graph: --walk-k, or --k when it is none."""
+    return int(cfg.knn.walk_k or cfg.knn.k)
+
+
 def drop_invalid(ids: np.ndarray, sims: np.ndarray, valid: np.ndarray) -> None:
     """Documents with no usable embedding take part in no edge (in place)."""
     bad = ~np.asarray(valid, dtype=bool)
@@ -30,15 +35,13 @@ def drop_invalid(ids: np.ndarray, sims: np.ndarray, valid: np.ndarray) -> None:
 
 class NeighborsStage(Stage):
     name = "neighbors"
-    version = 2  # partitioned runs build the lexical / hybrid graph per partition
+    version = 3  # 3: the traversal graph has --walk-k neighbours, dedup lists --k (always in dedup_*.npy)
     reads = ("knn", "similarity", "seed")
     consumes = ("embeddings", "store", "tokens", "partitions")
 
     def produces(self, cfg):
-        files = ["knn_ids.npy", "knn_sims.npy"]
-        if cfg.similarity.similarity != "dense":
-            files += ["dedup_ids.npy", "dedup_sims.npy"]  # the dense kNN, for dedup
-        return {"knn": files}
+        # knn_*: the traversal graph (walk_k per document); dedup_*: the dense kNN at k, for dedup
+        return {"knn": ["knn_ids.npy", "knn_sims.npy", "dedup_ids.npy", "dedup_sims.npy"]}
 
     def key(self, ctx: RunContext) -> object:
         return {"spill": ctx.cfg.engine.spill} if uses_partitions(ctx.cfg) else None
@@ -50,8 +53,9 @@ class NeighborsStage(Stage):
         t0 = time.perf_counter()
         parts = load_partitions(ctx)
         sim = cfg.similarity
+        k, walk_k = cfg.knn.k, walk_neighbours(cfg)
         if parts is not None:
-            params = PartitionParams(k=cfg.knn.k, index=cfg.knn.index, nprobe=cfg.knn.nprobe, seed=cfg.seed,
+            params = PartitionParams(k=k, walk_k=walk_k, index=cfg.knn.index, nprobe=cfg.knn.nprobe, seed=cfg.seed,
                                      spill=cfg.engine.spill, similarity=sim.similarity, lexical=sim.lexical,
                                      hybrid_weight=sim.hybrid_weight, lexical_method=sim.lexical_method,
                                      tokens_dir=str(ctx.path("tokens")))
@@ -62,17 +66,25 @@ class NeighborsStage(Stage):
                         yield item
                 ids, sims, t_ids, t_sims, info = partitioned_graphs(emb, valid, parts, params, mapper)
             signal_params = info.pop("signal_params", None)
-            info = {"index": f"partitioned:{cfg.knn.index}", "k": int(ids.shape[1]), **info}
+            info = {"index": f"partitioned:{cfg.knn.index}", "k": int(ids.shape[1]), "walk_k": walk_k, **info}
         else:
             with progress(n, "neighbors") as bar:
-                ids, sims, kinfo = knn_graph(np.asarray(emb), k=cfg.knn.k, index=cfg.knn.index, seed=1234 + cfg.seed,
+                ids, sims, kinfo = knn_graph(np.asarray(emb), k=max(k, walk_k), index=cfg.knn.index, seed=1234 + cfg.seed,
                                              nprobe=cfg.knn.nprobe, progress=bar.update)
-            info = {"index": kinfo.index, "k": kinfo.k, "params": kinfo.params}
+            info = {"index": kinfo.index, "k": k, "walk_k": walk_k, "params": kinfo.params}
+            walk_ids, walk_sims = np.ascontiguousarray(ids[:, :walk_k]), np.ascontiguousarray(sims[:, :walk_k])
+            t_ids, t_sims = (walk_ids, walk_sims) if sim.similarity == "dense" else (None, None)
+            ids, sims = np.ascontiguousarray(ids[:, :k]), np.ascontiguousarray(sims[:, :k])
         drop_invalid(ids, sims, valid)
         dense_seconds = time.perf_counter() - t0
+        save_npy(ctx.path("dedup_ids.npy"), ids)
+        save_npy(ctx.path("dedup_sims.npy"), sims)
         if sim.similarity == "dense":
-            save_npy(ctx.path("knn_ids.npy"), ids)
-            save_npy(ctx.path("knn_sims.npy"), sims)
+            if t_ids is None:  # partitioned, walk_k == k: the traversal graph is the dedup lists
+                t_ids, t_sims = ids, sims
+            drop_invalid(t_ids, t_sims, valid)
+            save_npy(ctx.path("knn_ids.npy"), t_ids)
+            save_npy(ctx.path("knn_sims.npy"), t_sims)
             return {**info, "similarity": "dense"}
         t = time.perf_counter()
         if parts is not None:
@@ -82,12 +94,11 @@ class NeighborsStage(Stage):
                 raise RuntimeError(f"partition tasks built {sorted(used)} graphs, {sim.similarity} was asked for")
             sparams, timing = {"per_partition": signal_params}, {}  # the two signals' times are not separable here
         else:
-            t_ids, t_sims, sinfo = self.signal_graph(ctx, emb, ids, sims)
+            drop_invalid(walk_ids, walk_sims, valid)
+            t_ids, t_sims, sinfo = self.signal_graph(ctx, emb, walk_ids, walk_sims)
             sparams = sinfo.params
             timing = {"dense_seconds": round(dense_seconds, 3), "similarity_seconds": round(time.perf_counter() - t, 3)}
         drop_invalid(t_ids, t_sims, valid)
-        save_npy(ctx.path("dedup_ids.npy"), ids)
-        save_npy(ctx.path("dedup_sims.npy"), sims)
         save_npy(ctx.path("knn_ids.npy"), t_ids)
         save_npy(ctx.path("knn_sims.npy"), t_sims)
         return {**info, "similarity": sim.similarity, "similarity_params": sparams, **timing}
@@ -107,7 +118,7 @@ class NeighborsStage(Stage):
             stream, start, length = token_spans(ctx)
             lex = lexical_vectors_from_ids(stream.tokens, start, length, get_tokenizer(TOKENIZER), sim.lexical)
             bar.update(1)
-            out = similarity_graph(sim.similarity, np.asarray(emb), None, ctx.cfg.knn.k, weighting=sim.lexical,
+            out = similarity_graph(sim.similarity, np.asarray(emb), None, walk_neighbours(ctx.cfg), weighting=sim.lexical,
                                    weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims),
                                    lexical=lex)
             bar.update(2)
