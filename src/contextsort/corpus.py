@@ -833,14 +833,11 @@ class CorpusReader:
             try:
                 for batch in pf.iter_batches(batch_size=4096, row_groups=[g]):
                     bad: dict[int, str] = {}
-                    columns = [_column_values(batch.column(c), name, name == text_src, bad) for c, name in enumerate(batch.schema.names)]
-                    for r, values in enumerate(zip(*columns)):
-                        row += 1
-                        if r in bad:
-                            self.position += 1
-                            yield self._reject(src, row, None, bad[r])
-                        else:
-                            yield self._make(src, row, dict(zip(batch.schema.names, values)))
+                    names = batch.schema.names
+                    columns = [_column_values(batch.column(c), name, name == text_src, bad) for c, name in enumerate(names)]
+                    items = self._parquet_rows(src, row + 1, [dict(zip(names, values)) for values in zip(*columns)], bad)
+                    row += batch.num_rows
+                    yield from items
             except InputError:
                 raise
             except Exception as e:  # corrupt page, truncated file, a type with no Python value
@@ -851,6 +848,25 @@ class CorpusReader:
                     row += 1
                     self.position += 1
                     yield Reject(src, row, None, reason)
+
+    def _parquet_rows(self, src: str, first: int, rows: list[dict], bad: dict[int, str]) -> list[Record | Reject]:
+        """Rows of one Parquet batch (the first is row `first`) to Records and Rejects; plain good rows made inline."""
+        id_src, text_src = self._src_fields[self.id_field], self._text_src
+        plain = all(s == d for d, s in self._src_fields.items())
+        out: list[Record | Reject] = []
+        for r, obj in enumerate(rows):
+            if r in bad:
+                self.position += 1
+                out.append(self._reject(src, first + r, None, bad[r]))
+                continue
+            if plain:
+                rid, text = obj.get(id_src), obj.get(text_src)
+                if rid is not None and type(text) is str and text and not text.isspace():
+                    self.position += 1
+                    out.append(Record(src, first + r, rid, text, obj))
+                    continue
+            out.append(self._make(src, first + r, obj))
+        return out
 
     def _read_dir(self, root: Path, files: list[Path]) -> Iterator[Record | Reject]:
         for f in files:
@@ -1115,6 +1131,11 @@ def id_keys(values: list) -> list[str]:
     return [str(v) if type(v) is int else quoted(v) if type(v) is str else _id_key(v) for v in values]
 
 
+def id_hashes(keys: list[str]) -> np.ndarray:
+    """uint64 (xxh3) of each id key: only compared within one ingest (never stored), so the fastest will do."""
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, keys)), dtype=np.uint64, count=len(keys))
+
+
 def short_hashes(keys: list[bytes]) -> np.ndarray:
     """uint64 (blake2b, 8 bytes, little-endian) of each byte string."""
     blake = hashlib.blake2b
@@ -1230,7 +1251,7 @@ class DocStoreWriter:
         self._txt.write(b"".join(tbs))
         _append(self._txt_off, self._txt_off[-1] + np.cumsum(np.fromiter(map(len, tbs), np.int64, len(tbs))))
         _append(self._hashes, text_hashes(texts))
-        _append(self._id_hash, short_hashes([k.encode() for k in id_keys([r.id for r in recs])]))
+        _append(self._id_hash, id_hashes(id_keys([r.id for r in recs])))
         codes = np.full(len(recs), -1, dtype=np.int32)
         if self.label_field:
             labels = [r.fields.get(self.label_field) for r in recs]
@@ -1302,7 +1323,7 @@ class DocStoreWriter:
             data = (shard / "records.jsonl").read_bytes()
             ids = a["position_value"] + position_base
             data, rec_off = self._renumber(data, rec_off, a["position_index"], ids)
-            id_hash[a["position_index"]] = short_hashes([str(i).encode() for i in ids.tolist()])
+            id_hash[a["position_index"]] = id_hashes([str(i) for i in ids.tolist()])
             self._rec.write(data)
             self._content.update(data)
         else:

@@ -130,6 +130,8 @@ def ingest_inputs(
     `piece_bytes` / `rows_per_piece` cut large files (None: whole files). `source_name`
     maps a file read to the name stored and reported (a URL for a downloaded copy).
     """
+    if mapper is None and piece_bytes is None and rows_per_piece is None:
+        return ingest_here(inputs, store_dir, opts, exclude, source_name, progress)
     specs = [parse_input_spec(p) for p in inputs]
     pieces = plan_pieces(specs, exclude, piece_bytes, rows_per_piece)
     parts_dir = Path(parts_dir)
@@ -178,6 +180,33 @@ def ingest_inputs(
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
     return IngestResult(writer, rejects, counts, position, len(pieces), kinds)
+
+
+def ingest_here(inputs: list[str], store_dir: Path, opts: ReadOptions = ReadOptions(), exclude: Iterable[str | os.PathLike] = (),
+                source_name: Callable[[str], str] | None = None, progress: Callable[[int], None] | None = None) -> IngestResult:
+    """The whole input read in this process straight into the store, file by file (no shards to
+    write and join): what one worker does, with the same store, rejects and counts."""
+    reader = CorpusReader(inputs, opts.text_field, opts.id_field, opts.label_field, opts.strict, exclude=exclude)
+    writer = DocStoreWriter(Path(store_dir), opts.label_field, opts.id_field)
+    name = source_name or (lambda s: s)
+    rejects: list[Reject] = []
+    n = 0
+    for item in reader:
+        n += 1
+        if isinstance(item, Reject):
+            item.source = name(item.source)
+            rejects.append(item)
+        else:
+            if source_name is not None:
+                item.source = name(item.source)
+            writer.add(item)
+        if progress is not None and n % 4096 == 0:
+            progress(4096)
+    if progress is not None:
+        progress(n % 4096)
+    rejects.extend(writer.close(strict=opts.strict))
+    pieces = len(plan_pieces(reader.inputs, exclude))
+    return IngestResult(writer, rejects, reader.counts, n, pieces, {})
 
 
 def _in_process(fn: Callable, args_list: list[tuple], ordered: bool = True):

@@ -54,7 +54,7 @@ class IngestStage(Stage):
         piece_bytes, rows_per_piece = piece_sizes(inputs, ctx.engine.workers())
         with progress(None, "ingest") as bar:
             res = ingest_inputs(inputs, ctx.path("store"), ctx.path(PARTS_DIR), opts, exclude=[ctx.run_dir.path],
-                                mapper=ctx.engine.map, piece_bytes=piece_bytes, rows_per_piece=rows_per_piece,
+                                mapper=None if ctx.engine.name == "local" else ctx.engine.map, piece_bytes=piece_bytes, rows_per_piece=rows_per_piece,
                                 source_name=lambda s: url_of(s, origin), progress=bar.update)
         writer, rejects, n = res.writer, res.rejects, res.records_read
         write_jsonl(ctx.path("rejects.jsonl"), (r.to_json() for r in rejects))
