@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contextsort.corpus import (
     CorpusReader,
     DocStore,
     DocStoreWriter,
-    Record,
     RecordError,
     Reject,
     plain_line_chunks,
@@ -193,7 +191,7 @@ def test_ids_from_positions_are_global_across_ranges(tmp_path, texts):
     assert [store.record(i)["id"] for i in range(len(store))] == [f"x{i}" if i % 3 == 0 else i for i in range(120)]
     assert [store.text(i) for i in range(len(store))] == texts[:120]
     assert [list(store.record(i)) for i in range(3)] == [["id", "text"], ["id", "text"], ["text", "id"]]
-    one = ingest([path], tmp_path / "one")
+    ingest([path], tmp_path / "one")
     assert_same_store(tmp_path / "one" / "store", tmp_path / "many" / "store")
 
 
@@ -256,7 +254,8 @@ def test_pieces_follow_the_sequential_reading_order(tmp_path, texts):
     (d / "n.jsonl").write_text("".join(json.dumps({"id": f"j{i}", "text": t}) + "\n" for i, t in enumerate(texts[50:150])))
     pieces = plan_pieces([parse_input_spec(d)], piece_bytes=3_000, rows_per_piece=16)
     assert [p.kind for p in pieces][:4] == ["parquet", "parquet", "parquet", "lines"] and pieces[-1].kind == "txt"
-    one, many = ingest([d], tmp_path / "one"), ingest([d], tmp_path / "many", piece_bytes=3_000, rows_per_piece=16)
+    ingest([d], tmp_path / "one")
+    many = ingest([d], tmp_path / "many", piece_bytes=3_000, rows_per_piece=16)
     assert many.pieces == len(pieces) > 6
     assert_same_store(tmp_path / "one" / "store", tmp_path / "many" / "store")
     store = DocStore(tmp_path / "many" / "store")
