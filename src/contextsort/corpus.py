@@ -1320,12 +1320,9 @@ class DocStoreWriter:
         a = {name: np.load(shard / f"{name}.npy") for name in SHARD_ARRAYS}
         rec_off, id_hash = a["records.idx"], a["id_hash"].copy()
         if len(a["position_index"]):
-            data = (shard / "records.jsonl").read_bytes()
             ids = a["position_value"] + position_base
-            data, rec_off = self._renumber(data, rec_off, a["position_index"], ids)
+            rec_off = self._renumber(shard / "records.jsonl", rec_off, a["position_index"], ids)
             id_hash[a["position_index"]] = id_hashes([str(i) for i in ids.tolist()])
-            self._rec.write(data)
-            self._content.update(data)
         else:
             _copy_file(shard / "records.jsonl", self._rec, self._content)
         _copy_file(shard / "text.bin", self._txt)
@@ -1353,31 +1350,44 @@ class DocStoreWriter:
         self.n += n
         return n
 
-    def _renumber(self, data: bytes, off: np.ndarray, index: np.ndarray, ids: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """Records `index` (whose id was a piece's own count) given their ids `ids`; returns the bytes and new offsets.
+    def _renumber(self, path: Path, off: np.ndarray, index: np.ndarray, ids: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+        """Append a shard's records, records `index` (whose id was the piece's own count) given
+        their ids `ids`; returns the shard's new offsets. Streams: memory stays small.
 
         Such a record was written with its id first (`{"id": 12, ...`), so the number is
         replaced in place; a record whose null id kept its place is decoded and encoded again.
         """
         head = ("{" + json.dumps(self.id_field, ensure_ascii=False) + ": ").encode("utf-8")
-        parts: list[bytes] = []
         delta = np.zeros(len(off), dtype=np.int64)
-        done = 0
-        for i, new_id in zip(index.tolist(), ids.tolist()):
-            a, b = int(off[i]), int(off[i + 1])
-            line = data[a:b]
-            old = json.loads(line)
-            was = head + str(old[self.id_field]).encode() + b", "
-            if line.startswith(was):
-                new = head + str(new_id).encode() + b", " + line[len(was):]
-            else:
-                old[self.id_field] = new_id
-                new = json.dumps(old, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
-            parts += [data[done:a], new]
-            done = b
-            delta[i + 1] = len(new) - (b - a)
-        parts.append(data[done:])
-        return b"".join(parts), off + np.cumsum(delta)
+
+        def put(data: bytes) -> None:
+            self._rec.write(data)
+            self._content.update(data)
+
+        with open(path, "rb") as fh:
+            done = 0
+            for i, new_id in zip(index.tolist(), ids.tolist()):
+                a, b = int(off[i]), int(off[i + 1])
+                while done < a:  # the unchanged records before this one
+                    data = fh.read(min(chunk, a - done))
+                    if not data:
+                        raise RuntimeError(f"ingest: shard {path} is shorter than its offsets")
+                    put(data)
+                    done += len(data)
+                line = fh.read(b - a)
+                done = b
+                old = json.loads(line)
+                was = head + str(old[self.id_field]).encode() + b", "
+                if line.startswith(was):
+                    new = head + str(new_id).encode() + b", " + line[len(was):]
+                else:
+                    old[self.id_field] = new_id
+                    new = "".join(_ENCODE_RECORD(old, 0)).encode("utf-8") + b"\n"
+                put(new)
+                delta[i + 1] = len(new) - (b - a)
+            while data := fh.read(chunk):
+                put(data)
+        return off + np.cumsum(delta)
 
     # -- finishing -----------------------------------------------------------
     def _duplicate_ids(self) -> list[tuple[int, int]]:

@@ -43,6 +43,7 @@ from .corpus import (
 
 PARTS_DIR = ".ingest.parts"
 MIN_PIECE_BYTES = 32 << 20  # a byte range smaller than this is not worth a task
+MAX_PIECE_BYTES = 256 << 20  # a shard the driver joins stays small
 MIN_PIECE_ROWS = 1 << 16
 
 
@@ -70,7 +71,7 @@ class IngestResult:
 
 def piece_sizes(paths: Iterable[str], workers: int) -> tuple[int | None, int | None]:
     """(bytes, rows) per piece for `workers` tasks at once: no cutting for one worker; else about
-    two pieces per worker, never smaller than MIN_PIECE_BYTES / MIN_PIECE_ROWS."""
+    two pieces per worker, never smaller than MIN_PIECE_BYTES / MIN_PIECE_ROWS nor larger than MAX_PIECE_BYTES."""
     if workers <= 1:
         return None, None
     total = 0
@@ -80,7 +81,7 @@ def piece_sizes(paths: Iterable[str], workers: int) -> tuple[int | None, int | N
             total += path.stat().st_size
         elif path.is_dir():
             total += sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
-    per = max(MIN_PIECE_BYTES, total // (2 * workers))
+    per = min(MAX_PIECE_BYTES, max(MIN_PIECE_BYTES, total // (2 * workers)))
     return per, max(MIN_PIECE_ROWS, per // 1024)
 
 
@@ -134,6 +135,8 @@ def ingest_inputs(
         return ingest_here(inputs, store_dir, opts, exclude, source_name, progress)
     specs = [parse_input_spec(p) for p in inputs]
     pieces = plan_pieces(specs, exclude, piece_bytes, rows_per_piece)
+    if len(pieces) < 2:  # nothing to share out: a task would only add a shard to write and join
+        return ingest_here(inputs, store_dir, opts, exclude, source_name, progress)
     parts_dir = Path(parts_dir)
     shutil.rmtree(parts_dir, ignore_errors=True)  # leftovers of a crashed run
     parts_dir.mkdir(parents=True)
