@@ -9,6 +9,13 @@ name its own fields (`data.jsonl:text=content`); the reader counts each input.
 The document store keeps documents out of Python memory: the raw record (as one
 JSON line, all original fields kept) and its text live in two byte files with
 int64 offset arrays, so later stages read any document by position.
+
+Reading is batched where it pays: JSON lines are decoded a few thousand at a time
+(one comprehension, plain good records made inline), the store takes records a batch
+at a time (joined bytes, batch hashes), and a JSONL record that needs no change is
+stored as its own input line, never encoded again. Inputs can be read in pieces
+(`plan_pieces`, `CorpusReader.read_piece`) and the store built in shards; see
+parallel_ingest.py.
 """
 
 from __future__ import annotations
@@ -27,15 +34,35 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+import xxhash
 
 TEXT_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet", ".txt")
 
 
 from .errors import InputError  # noqa: E402  (re-exported: bad input that stops the run)
+
+
+class RecordError(InputError):
+    """Strict mode: one bad record stops the run; names its file, line (0: none) and field."""
+
+    def __init__(self, source: str, line: int, field: str | None, reason: str):
+        self.source, self.line, self.field, self.reason = source, line, field, reason
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        fld = f" field '{self.field}':" if self.field else ""
+        return f"{where}:{fld} {self.reason}"
+
+    def __str__(self) -> str:  # the line may be corrected after the error was raised (a piece of a file)
+        return self.message()
+
+    def __reduce__(self):  # raised inside Ray tasks: rebuilt from its parts
+        return (RecordError, (self.source, self.line, self.field, self.reason))
 from .atomic import commit, save_npy
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One accepted input document."""
 
@@ -44,6 +71,8 @@ class Record:
     id: object  # original id (or its position when the record has none)
     text: str
     fields: dict  # all original fields, as read (text included)
+    raw: bytes | None = None  # the input line, when `fields` is exactly what it decodes to (stored as is)
+    id_from_position: bool = False  # the id is the record's position among the records read (it had none)
 
 
 @dataclass
@@ -294,6 +323,84 @@ def record_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
         yield from body.split(b"\r")
 
 
+LINE_BATCH = 2048  # lines decoded together (compressed inputs)
+CHUNK_BYTES = 1 << 22  # bytes of a plain file read at once
+
+
+def plain_line_chunks(path: Path, start: int = 0, stop: int | None = None, chunk: int = CHUNK_BYTES) -> Iterator[list[bytes]]:
+    """The lines of bytes [start, stop) of an uncompressed file, a few MB at a time.
+
+    Lines are cut exactly as `record_lines` cuts them (LF, CRLF, lone CR: what
+    `bytes.splitlines` does), and a BOM is dropped only at byte 0, so the pieces of a
+    file cut after LF bytes hold, together, the whole file's lines.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        left = None if stop is None else stop - start
+        carry = b""
+        first = start == 0
+        while True:
+            data = fh.read(chunk if left is None else min(chunk, left))
+            if left is not None:
+                left -= len(data)
+            if data:
+                buf = carry + data
+                cut = buf.rfind(b"\n") + 1
+                carry, block = buf[cut:], buf[:cut]
+                if not cut:
+                    continue
+            else:
+                block, carry = carry, b""
+                if not block:
+                    return
+            if first:
+                first = False
+                if block.startswith(codecs.BOM_UTF8):
+                    block = block[len(codecs.BOM_UTF8):]
+            yield block.splitlines()
+
+
+def line_batches(lines: Iterable[bytes], size: int = LINE_BATCH) -> Iterator[list[bytes]]:
+    """Consecutive lines in lists of `size`; a read error comes after the lines read before it."""
+    batch: list[bytes] = []
+    try:
+        for line in lines:
+            batch.append(line)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except BaseException:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
+def line_cuts(path: Path, pieces: int) -> list[int]:
+    """Byte offsets that cut a file into about `pieces` ranges, each cut just after an LF byte."""
+    size = os.path.getsize(path)
+    cuts = [0]
+    with open(path, "rb") as fh:
+        for k in range(1, pieces):
+            target = max(cuts[-1], size * k // pieces)
+            fh.seek(target)
+            pos = target
+            while True:  # the first LF at or after the target
+                data = fh.read(1 << 16)
+                if not data:
+                    pos = size
+                    break
+                i = data.find(b"\n")
+                if i >= 0:
+                    pos += i + 1
+                    break
+                pos += len(data)
+            if cuts[-1] < pos < size:
+                cuts.append(pos)
+    return cuts + [size]
+
+
 def _lone_surrogate_field(obj: dict) -> str | None:
     """The first field of a decoded JSON object holding a lone surrogate (not encodable as UTF-8)."""
     for key, value in obj.items():
@@ -323,6 +430,105 @@ class InputCount:
         return {"input": self.input, "records": self.records, "documents": self.documents, "rejected": self.rejected}
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A part of one input that is read on its own: a whole file, a byte range of a plain
+    JSON-lines file (cut after an LF), a range of a Parquet file's row groups, a run of a
+    folder's .txt files, or an entry that cannot be read (`problem`: one reject).
+
+    `line` numbers inside a byte range count from its start; the driver adds the lines of
+    the earlier ranges of the same file (`first_piece_of_file` marks where a file starts).
+    """
+
+    input: int  # index of the input spec it belongs to
+    kind: str  # "lines" | "json" (array or lines) | "parquet" | "txt" | "problem"
+    path: str  # the file (for txt: the folder the ids are relative to)
+    start: int = 0  # lines: first byte; parquet: first row group
+    stop: int = -1  # lines: end byte; parquet: end row group (-1: to the end)
+    files: tuple = ()  # txt: the files, in order
+    reason: str = ""  # problem: why the entry cannot be read
+    first_piece_of_file: bool = True
+
+
+def plan_pieces(specs: list[InputSpec], exclude: Iterable[Path] = (), piece_bytes: int | None = None,
+                rows_per_piece: int | None = None, txt_per_piece: int = 4096) -> list[Piece]:
+    """The inputs cut into pieces, in reading order (the order of the sequential reader).
+
+    Plain JSON-lines files larger than `piece_bytes` are cut into byte ranges, Parquet
+    files into runs of row groups of about `rows_per_piece` rows; None keeps files whole.
+    Compressed files and JSON arrays are one piece each (they cannot be entered midway).
+    """
+    exclude = [Path(e) for e in exclude]
+    out: list[Piece] = []
+
+    def file_pieces(k: int, f: Path) -> None:
+        name = f.name
+        if name.endswith(".txt"):
+            out.append(Piece(k, "txt", str(f.parent), files=(str(f),)))
+        elif name.endswith(".parquet"):
+            out.extend(parquet_pieces(k, f, rows_per_piece))
+        elif name.endswith((".jsonl", ".json")) and piece_bytes and os.path.getsize(f) > piece_bytes:
+            if name.endswith(".json") and CorpusReader.holds_array(f):
+                out.append(Piece(k, "json", str(f)))
+                return
+            cuts = line_cuts(f, -(-os.path.getsize(f) // piece_bytes))
+            for j, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+                out.append(Piece(k, "lines", str(f), a, b, first_piece_of_file=j == 0))
+        else:
+            out.append(Piece(k, "json", str(f)))
+
+    for k, inp in enumerate(specs):
+        root = inp.path
+        problem = path_problem(root)
+        if problem:
+            out.append(Piece(k, "problem", str(root), reason=problem))
+            continue
+        if not root.is_dir():
+            file_pieces(k, root)
+            continue
+        files, bad = list_folder(root, exclude)
+        out.extend(Piece(k, "problem", str(f), reason=why) for f, why in bad)
+        if not files and not bad:
+            out.append(Piece(k, "problem", str(root), reason="directory holds no .jsonl/.json(.gz/.zst), .parquet or .txt files"))
+        txt: list[str] = []
+        for f in files + [None]:
+            if f is not None and f.name.endswith(".txt") and len(txt) < txt_per_piece:
+                txt.append(str(f))
+                continue
+            if txt:
+                out.append(Piece(k, "txt", str(root), files=tuple(txt)))
+                txt = []
+            if f is not None:
+                if f.name.endswith(".txt"):
+                    txt.append(str(f))
+                else:
+                    file_pieces(k, f)
+    return out
+
+
+def parquet_pieces(k: int, path: Path, rows_per_piece: int | None) -> list[Piece]:
+    """A Parquet file as runs of whole row groups of about `rows_per_piece` rows (one piece if None or unreadable)."""
+    if not rows_per_piece:
+        return [Piece(k, "parquet", str(path))]
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception:  # the piece's reader rejects it with why
+        return [Piece(k, "parquet", str(path))]
+    out, start, rows = [], 0, 0
+    for g in range(meta.num_row_groups):
+        rows += meta.row_group(g).num_rows
+        if rows >= rows_per_piece or g == meta.num_row_groups - 1:
+            out.append(Piece(k, "parquet", str(path), start, g + 1, first_piece_of_file=start == 0))
+            start, rows = g + 1, 0
+    return out or [Piece(k, "parquet", str(path))]
+
+
+BLANK = object()  # a line left to the line-by-line path (blank lines: numbered, never a record)
+_SCAN_JSON = json.JSONDecoder().scan_once  # (value, end) of the JSON value at an index; StopIteration if none
+
+
 class CorpusReader:
     """Streams Records and Rejects from inputs; counts what each input yielded.
 
@@ -334,6 +540,10 @@ class CorpusReader:
     yields no document, raises InputError. After iterating, `counts` holds one
     InputCount per input (in order), for the caller to warn about inputs that yielded
     no document.
+
+    `read_piece` reads one piece of an input on its own (see `plan_pieces`): positions
+    and the line numbers of byte ranges then count from the piece's start, and
+    `lines_read` says how many lines it held, for the caller to put them in place.
     """
 
     def __init__(
@@ -353,49 +563,50 @@ class CorpusReader:
         self.label_field = label_field
         self.strict = strict
         self.position = 0  # running count of records read (for missing ids)
+        self.lines_read = 0  # lines of the last piece read
         self.counts: list[InputCount] = []
         self._src_fields: dict[str, str | None] = {}  # canonical field -> this input's field
 
     def __iter__(self) -> Iterator[Record | Reject]:
-        self.counts = []
-        for inp in self.inputs:
-            count = InputCount(inp.spec)
-            self.counts.append(count)
-            self._src_fields = {
-                self.text_field: inp.fields.get("text", self.text_field),
-                self.id_field: inp.fields.get("id", self.id_field),
-            }
-            if self.label_field:
-                self._src_fields[self.label_field] = inp.fields.get("label", self.label_field)
-            elif "label" in inp.fields:
-                self._src_fields["label"] = inp.fields["label"]
-            for item in self._read_input(inp.path):
+        self.counts = [InputCount(inp.spec) for inp in self.inputs]
+        pieces = plan_pieces(self.inputs, self.exclude)
+        for j, piece in enumerate(pieces):
+            count = self.counts[piece.input]
+            for item in self.read_piece(piece):
                 count.records += 1
                 if isinstance(item, Reject):
                     count.rejected += 1
                 else:
                     count.documents += 1
                 yield item
-            if self.strict and count.documents == 0:
-                raise InputError(f"{inp.spec}: input yielded no document ({count.records} records read)")
+            last_of_input = j + 1 == len(pieces) or pieces[j + 1].input != piece.input
+            if self.strict and last_of_input and count.documents == 0:
+                raise InputError(f"{count.input}: input yielded no document ({count.records} records read)")
 
-    def _read_input(self, root: Path) -> Iterator[Record | Reject]:
-        problem = path_problem(root)
-        if problem:
+    def read_piece(self, piece: Piece) -> Iterator[Record | Reject]:
+        """The records and rejects of one piece, in order."""
+        inp = self.inputs[piece.input]
+        self._src_fields = {
+            self.text_field: inp.fields.get("text", self.text_field),
+            self.id_field: inp.fields.get("id", self.id_field),
+        }
+        if self.label_field:
+            self._src_fields[self.label_field] = inp.fields.get("label", self.label_field)
+        elif "label" in inp.fields:
+            self._src_fields["label"] = inp.fields["label"]
+        self.lines_read = 0
+        path = Path(piece.path)
+        if piece.kind == "problem":
             self.position += 1
-            yield self._reject(str(root), 0, None, problem)
-            return
-        if not root.is_dir():
-            yield from self._read_file(root)
-            return
-        files, bad = list_folder(root, self.exclude)
-        for f, why in bad:
-            self.position += 1
-            yield self._reject(str(f), 0, None, why)
-        if not files and not bad:
-            self.position += 1
-            yield self._reject(str(root), 0, None, "directory holds no .jsonl/.json(.gz/.zst), .parquet or .txt files")
-        yield from self._read_dir(root, files)
+            yield self._reject(piece.path, 0, None, piece.reason)
+        elif piece.kind == "txt":
+            yield from self._read_dir(path, [Path(f) for f in piece.files])
+        elif piece.kind == "parquet":
+            yield from self._read_parquet(path, piece.start, None if piece.stop < 0 else piece.stop)
+        elif piece.kind == "lines":
+            yield from self._read_lines(path, piece.start, piece.stop)
+        else:
+            yield from self._read_file(path)
 
     # -- helpers -----------------------------------------------------------
     @property
@@ -404,13 +615,14 @@ class CorpusReader:
 
     def _reject(self, source: str, line: int, rid: object, reason: str, field: str | None = None) -> Reject:
         if self.strict:
-            where = f"{source}:{line}" if line else source
-            fld = f" field '{field}':" if field else ""
-            raise InputError(f"{where}:{fld} {reason}")
+            raise RecordError(source, line, field, reason)
         return Reject(source, line, rid, reason)
 
-    def _make(self, source: str, line: int, original: dict) -> Record | Reject:
-        """A decoded record to a Record (mapped fields renamed to the run's names) or a Reject."""
+    def _make(self, source: str, line: int, original: dict, raw: bytes | None = None) -> Record | Reject:
+        """A decoded record to a Record (mapped fields renamed to the run's names) or a Reject.
+
+        `raw`: the input line `original` was decoded from; kept when the record is stored unchanged.
+        """
         pos = self.position
         self.position += 1
         text_src = self._text_src
@@ -424,7 +636,8 @@ class CorpusReader:
                 source, line, rid, f"missing text field '{text_src}' (record has fields: {_fields_list(original)})", text_src
             )
         fields = {renames.get(k, k): v for k, v in original.items()} if renames else original
-        if rid is None:  # a missing or null id gets the record's position among all records read
+        from_position = rid is None
+        if from_position:  # a missing or null id gets the record's position among all records read
             rid = pos
             if self.id_field in fields:
                 fields = dict(fields)
@@ -438,7 +651,7 @@ class CorpusReader:
             return self._reject(source, line, rid, f"text field '{text_src}' is {type(text).__name__}, not a string", text_src)
         if not text.strip():
             return self._reject(source, line, rid, "empty text", text_src)
-        return Record(source, line, rid, text, fields)
+        return Record(source, line, rid, text, fields, raw if fields is original else None, from_position)
 
     def _decoded(self, src: str, lineno: int, raw: bytes) -> Record | Reject:
         """One JSONL line to a Record or Reject."""
@@ -452,9 +665,9 @@ class CorpusReader:
         except json.JSONDecodeError as e:
             self.position += 1
             return self._reject(src, lineno, None, f"malformed JSON: {e.msg} (column {e.colno})")
-        return self._object(src, lineno, obj, "\\ud" in s or "\\uD" in s)
+        return self._object(src, lineno, obj, "\\ud" in s or "\\uD" in s, raw)
 
-    def _object(self, src: str, lineno: int, obj: object, may_have_surrogates: bool) -> Record | Reject:
+    def _object(self, src: str, lineno: int, obj: object, may_have_surrogates: bool, raw: bytes | None = None) -> Record | Reject:
         """A decoded JSON value to a Record or Reject (lone surrogates checked only where an escape was seen)."""
         if not isinstance(obj, dict):
             self.position += 1
@@ -466,38 +679,97 @@ class CorpusReader:
                 id_src = self._src_fields[self.id_field]
                 rid = None if bad == id_src else obj.get(id_src)  # an id with a surrogate cannot go in the reject file
                 return self._reject(src, lineno, rid, f"field '{bad}' holds a lone surrogate escape (not valid Unicode)", bad)
-        return self._make(src, lineno, obj)
+        return self._make(src, lineno, obj, raw)
+
+    def _decode_lines(self, src: str, first: int, lines: list[bytes]) -> list[Record | Reject]:
+        """Consecutive lines (the first numbered `first`) to Records and Rejects; blank lines are skipped.
+
+        The batch is decoded in comprehensions and plain good records are made inline; any
+        other line goes through `_decoded`, and a batch that fails to decode is decoded again
+        line by line, so that a bad line costs only itself, with the same reason.
+        """
+        scan = _SCAN_JSON
+        try:  # the C scanner on each line (what json.loads does, less its Python layers)
+            texts = [raw.decode("utf-8") for raw in lines]
+            objs = [scan(s, 0) if s.startswith("{") else BLANK for s in texts]
+        except (ValueError, StopIteration):  # invalid UTF-8 or JSON somewhere in the batch
+            return [self._decoded(src, first + k, raw) for k, raw in enumerate(lines) if raw.strip()]
+        id_src, text_src = self._src_fields[self.id_field], self._text_src
+        plain = all(src == dst for dst, src in self._src_fields.items())  # no field renamed
+        out = []
+        for k, (got, raw, s) in enumerate(zip(objs, lines, texts)):
+            if got is BLANK or got[1] != len(s):  # blank, not an object, space around it, more after it
+                if raw.strip():
+                    out.append(self._decoded(src, first + k, raw))
+                continue
+            obj = got[0]
+            surrogates = b"\\ud" in raw or b"\\uD" in raw
+            if plain and not surrogates and type(obj) is dict:
+                rid, text = obj.get(id_src), obj.get(text_src)
+                if rid is not None and type(text) is str and text and not text.isspace():  # a plain good record
+                    self.position += 1
+                    out.append(Record(src, first + k, rid, text, obj, raw))
+                    continue
+            out.append(self._object(src, first + k, obj, surrogates, raw))
+        return out
+
+    def _read_lines(self, path: Path, start: int = 0, stop: int | None = None) -> Iterator[Record | Reject]:
+        """JSON lines of a file (plain: bytes [start, stop); or .gz / .zst), in batches.
+
+        Numbered from the start of the range; an unreadable rest of the file (a truncated
+        .gz, a failing disk) is one reject at the first line not read.
+        """
+        src = str(path)
+        lineno = 0
+        if path.name.endswith((".gz", ".zst")):
+            batches = line_batches(record_lines(_open_text_lines(path)))
+        else:
+            batches = plain_line_chunks(path, start, stop)
+        try:
+            for lines in batches:
+                yield from self._decode_lines(src, lineno + 1, lines)
+                lineno += len(lines)
+        except InputError:
+            raise
+        except Exception as e:  # truncated .gz (EOFError/OSError), .zst (ZstdError), unreadable file (OSError)
+            if not isinstance(e, (OSError, EOFError)) and type(e).__name__ != "ZstdError":
+                raise
+            self.position += 1
+            yield self._reject(src, lineno + 1, None, f"unreadable file from this line on: {e}")
+        finally:
+            self.lines_read = lineno
 
     def _read_file(self, path: Path) -> Iterator[Record | Reject]:
         name = path.name
-        src = str(path)
         if name.endswith(".parquet"):
             yield from self._read_parquet(path)
             return
         if name.endswith(".txt"):
             yield from self._read_dir(path.parent, [path])
             return
-        lineno = 0
         try:
-            if name.endswith((".json", ".json.gz", ".json.zst")) and self._holds_array(path):
-                yield from self._read_json_array(path)
-                return
-            for lineno, raw in enumerate(record_lines(_open_text_lines(path)), start=1):
-                if raw.strip():
-                    yield self._decoded(src, lineno, raw)
+            holds_array = name.endswith((".json", ".json.gz", ".json.zst")) and self.holds_array(path)
         except InputError:
             raise
-        except Exception as e:  # truncated .gz (EOFError/OSError), .zst (ZstdError), unreadable file (OSError)
+        except Exception as e:
             if not isinstance(e, (OSError, EOFError)) and type(e).__name__ != "ZstdError":
                 raise
-            msg = f"unreadable file after line {lineno}: {e}" if lineno else f"unreadable file: {e}"
-            if self.strict:
-                raise InputError(f"{src}: {msg}") from None
+            holds_array = False  # the line reader rejects the unreadable file
+        if not holds_array:
+            yield from self._read_lines(path)
+            return
+        try:
+            yield from self._read_json_array(path)
+        except InputError:
+            raise
+        except Exception as e:  # a truncated .json.gz / .json.zst array
+            if not isinstance(e, (OSError, EOFError)) and type(e).__name__ != "ZstdError":
+                raise
             self.position += 1
-            yield Reject(src, lineno + 1, None, msg)
+            yield self._reject(str(path), 1, None, f"unreadable file from this line on: {e}")
 
     @staticmethod
-    def _holds_array(path: Path) -> bool:
+    def holds_array(path: Path) -> bool:
         """Does this .json file hold one JSON array (rather than JSON lines)?"""
         for raw in record_lines(_open_text_lines(path)):
             head = raw.lstrip()
@@ -547,8 +819,8 @@ class CorpusReader:
             yield self._reject(src, lineno, None, "malformed JSON array: expected ',' or ']' after an element; the rest of the file is unread")
             return
 
-    def _read_parquet(self, path: Path) -> Iterator[Record | Reject]:
-        """Rows of a Parquet file, read one row group at a time.
+    def _read_parquet(self, path: Path, first_group: int = 0, stop_group: int | None = None) -> Iterator[Record | Reject]:
+        """Rows of a Parquet file (row groups [first_group, stop_group)), read one row group at a time.
 
         Text in `binary` / `large_binary` columns is decoded per row; a value that is not
         valid UTF-8 rejects only its row. A row group that cannot be decoded rejects its
@@ -565,37 +837,55 @@ class CorpusReader:
             return
         names = pf.schema_arrow.names
         text_src = self._text_src
+        groups = range(first_group, pf.num_row_groups if stop_group is None else stop_group)
+        row = sum(pf.metadata.row_group(g).num_rows for g in range(first_group))  # rows before this piece
         if text_src not in names:
             # every row is rejected (so counts still add up), with the same reason
             reason = f"Parquet file has no column '{text_src}' (columns: {', '.join(names)})"
-            for row in range(1, pf.metadata.num_rows + 1):
+            last = row + sum(pf.metadata.row_group(g).num_rows for g in groups)
+            for r in range(row + 1, last + 1):
                 self.position += 1
-                yield self._reject(src, row, None, reason, text_src)
+                yield self._reject(src, r, None, reason, text_src)
             return
-        row = 0
-        for g in range(pf.num_row_groups):
+        for g in groups:
             group_end = row + pf.metadata.row_group(g).num_rows
             try:
                 for batch in pf.iter_batches(batch_size=4096, row_groups=[g]):
                     bad: dict[int, str] = {}
-                    columns = [_column_values(batch.column(c), name, name == text_src, bad) for c, name in enumerate(batch.schema.names)]
-                    for r, values in enumerate(zip(*columns)):
-                        row += 1
-                        if r in bad:
-                            self.position += 1
-                            yield self._reject(src, row, None, bad[r])
-                        else:
-                            yield self._make(src, row, dict(zip(batch.schema.names, values)))
+                    names = batch.schema.names
+                    columns = [_column_values(batch.column(c), name, name == text_src, bad) for c, name in enumerate(names)]
+                    items = self._parquet_rows(src, row + 1, [dict(zip(names, values)) for values in zip(*columns)], bad)
+                    row += batch.num_rows
+                    yield from items
             except InputError:
                 raise
             except Exception as e:  # corrupt page, truncated file, a type with no Python value
                 reason = f"unreadable Parquet row group {g} ({group_end - row} rows left unread): {type(e).__name__}: {e}"
                 if self.strict:
-                    raise InputError(f"{src}:{row + 1}: {reason}") from None
+                    raise RecordError(src, row + 1, None, reason) from None
                 while row < group_end:
                     row += 1
                     self.position += 1
                     yield Reject(src, row, None, reason)
+
+    def _parquet_rows(self, src: str, first: int, rows: list[dict], bad: dict[int, str]) -> list[Record | Reject]:
+        """Rows of one Parquet batch (the first is row `first`) to Records and Rejects; plain good rows made inline."""
+        id_src, text_src = self._src_fields[self.id_field], self._text_src
+        plain = all(s == d for d, s in self._src_fields.items())
+        out: list[Record | Reject] = []
+        for r, obj in enumerate(rows):
+            if r in bad:
+                self.position += 1
+                out.append(self._reject(src, first + r, None, bad[r]))
+                continue
+            if plain:
+                rid, text = obj.get(id_src), obj.get(text_src)
+                if rid is not None and type(text) is str and text and not text.isspace():
+                    self.position += 1
+                    out.append(Record(src, first + r, rid, text, obj))
+                    continue
+            out.append(self._make(src, first + r, obj))
+        return out
 
     def _read_dir(self, root: Path, files: list[Path]) -> Iterator[Record | Reject]:
         for f in files:
@@ -723,6 +1013,55 @@ class FieldTypes:
                 if len(pending) >= self.BATCH:
                     self._type_nested(key)
 
+    def add_many(self, records: list[dict]) -> None:
+        """`add` for each record in order, by field rather than by record (the same kinds and Arrow types)."""
+        if not records:
+            return
+        shapes = set(map(tuple, records))
+        if len(shapes) == 1:
+            keys = next(iter(shapes))
+            columns = {k: [r[k] for r in records] for k in keys}
+        else:
+            keys = tuple(dict.fromkeys(k for r in records for k in r))
+            columns = {k: [r[k] for r in records if k in r] for k in keys}
+        for key in keys:
+            values = columns[key]
+            kinds = self.kinds.get(key)
+            if kinds is None:
+                kinds = self.kinds[key] = set()
+            types = set(map(type, values))
+            kinds.update(_PLAIN_KINDS[t] for t in types if t in _PLAIN_KINDS)
+            if int in types:
+                ints = [v for v in values if type(v) is int]
+                if -INT53 <= min(ints) and max(ints) <= INT53:
+                    kinds.add("int")
+                else:
+                    kinds.update(map(value_kind, ints))
+            if any(t not in _PLAIN_KINDS and t is not int for t in types):
+                kinds.update(value_kind(v) for v in values if type(v) not in _PLAIN_KINDS and type(v) is not int)
+            if types & {list, dict} or any(t not in _PLAIN_KINDS and t is not int for t in types):
+                for v in (v for v in values if isinstance(v, (list, tuple, dict))):
+                    if self.nested.get(key, 0) is None:
+                        break
+                    pending = self._pending.setdefault(key, [])
+                    pending.append(json.loads(json.dumps(v, default=str)))
+                    if len(pending) >= self.BATCH:
+                        self._type_nested(key)
+
+    def merge(self, other: "FieldTypes") -> None:
+        """Add what another FieldTypes saw (a shard's): kinds united, Arrow types unified."""
+        for key in list(self._pending):
+            self._type_nested(key)
+        for key in list(other._pending):
+            other._type_nested(key)
+        for key, kinds in other.kinds.items():
+            self.kinds.setdefault(key, set()).update(kinds)
+        for key, t in other.nested.items():
+            if key not in self.nested or t is None:
+                self.nested[key] = t
+            elif self.nested[key] is not None:
+                self.nested[key] = _unify_nested(self.nested[key], t)
+
     def _type_nested(self, key: str) -> None:
         import pyarrow as pa
 
@@ -731,14 +1070,11 @@ class FieldTypes:
             return
         try:
             t = pa.array(values).type
-            prev = self.nested.get(key)
-            if prev is not None:
-                t = pa.unify_schemas([pa.schema([("f", prev)]), pa.schema([("f", t)])], promote_options="permissive").field("f").type
-            if not _parquet_writable(t):
-                raise ValueError("empty struct")
-            self.nested[key] = t
         except Exception:  # mixed element types, integers beyond int64, ...: written as JSON text
             self.nested[key] = None
+            return
+        prev = self.nested.get(key)
+        self.nested[key] = _unify_nested(prev, t) if prev is not None else (t if _parquet_writable(t) else None)
 
     def to_json(self) -> dict:
         """Plain JSON (nested Arrow types serialised as an IPC schema, base64)."""
@@ -748,7 +1084,7 @@ class FieldTypes:
 
         for key in list(self._pending):
             self._type_nested(key)
-        typed = [pa.field(k, t) for k, t in self.nested.items() if t is not None]
+        typed = [pa.field(k, self.nested[k]) for k in self.kinds if self.nested.get(k) is not None]  # in field order
         return {
             "fields": {k: sorted(v) for k, v in self.kinds.items()},
             "nested_untypeable": sorted(k for k, t in self.nested.items() if t is None),
@@ -769,6 +1105,17 @@ class FieldTypes:
         return ft
 
 
+def _unify_nested(a, b):
+    """The Arrow type that holds values of both types (None: none does, or Parquet cannot hold it)."""
+    import pyarrow as pa
+
+    try:
+        t = pa.unify_schemas([pa.schema([("f", a)]), pa.schema([("f", b)])], promote_options="permissive").field("f").type
+    except Exception:
+        return None
+    return t if _parquet_writable(t) else None
+
+
 def _parquet_writable(t) -> bool:
     """False for types Parquet cannot hold (a struct with no field, at any depth)."""
     import pyarrow as pa
@@ -780,24 +1127,99 @@ def _parquet_writable(t) -> bool:
     return True
 
 
+def _encoder():
+    """`json.dumps(obj, ensure_ascii=False, default=str)` as one reusable C encoder: (obj, 0) -> chunks."""
+    from json.encoder import c_make_encoder, encode_basestring
+
+    if c_make_encoder is None:  # a Python without the C accelerator
+        return lambda obj, level: [json.dumps(obj, ensure_ascii=False, default=str)]
+    return c_make_encoder(None, str, encode_basestring, None, ": ", ", ", False, False, True)
+
+
+_ENCODE_RECORD = _encoder()
+
+
 def _id_key(rid: object) -> str:
     return json.dumps(rid, sort_keys=True, default=str)
+
+
+def id_keys(values: list) -> list[str]:
+    """`_id_key` of each value (json.dumps, sorted keys); ints and strings without a JSON encoder."""
+    from json.encoder import encode_basestring_ascii as quoted
+
+    return [str(v) if type(v) is int else quoted(v) if type(v) is str else _id_key(v) for v in values]
+
+
+def id_hashes(keys: list[str]) -> np.ndarray:
+    """uint64 (xxh3) of each id key: only compared within one ingest (never stored), so the fastest will do."""
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, keys)), dtype=np.uint64, count=len(keys))
+
+
+def short_hashes(keys: list[bytes]) -> np.ndarray:
+    """uint64 (blake2b, 8 bytes, little-endian) of each byte string."""
+    blake = hashlib.blake2b
+    return np.frombuffer(b"".join([blake(k, digest_size=8).digest() for k in keys]), dtype="<u8").astype(np.uint64)
+
+
+# ASCII texts normalised with bytes.translate: str.split()'s ASCII whitespace (\x1c-\x1f are
+# whitespace to Python too) to a space, A-Z to a-z
+_NORMALISE_ASCII = bytes(32 if chr(c).isspace() else c + 32 if 65 <= c <= 90 else c for c in range(256))
+
+
+def text_hashes(texts: list[str]) -> np.ndarray:
+    """uint64 hash of each text's normalised form, `" ".join(text.split()).lower()` (exact duplicates).
+
+    ASCII texts are normalised together, joined by NUL bytes (whitespace to one space by
+    translate and replace, A-Z lowered), then cut apart; others one by one by Python's rules.
+    """
+    keys: list[bytes] = [b""] * len(texts)
+    ascii_at = [i for i, t in enumerate(texts) if t.isascii()]
+    joined = b"\0".join([texts[i].encode("ascii") for i in ascii_at])
+    if joined.count(b"\0") != len(ascii_at) - 1:  # a text holds a NUL: one by one
+        ascii_at = []
+    else:
+        norm = joined.translate(_NORMALISE_ASCII)
+        while b"  " in norm:
+            norm = norm.replace(b"  ", b" ")
+        for i, part in zip(ascii_at, norm.split(b"\0")):
+            keys[i] = part.strip(b" ")
+    done = set(ascii_at)
+    for i, t in enumerate(texts):
+        if i not in done:
+            keys[i] = " ".join(t.split()).lower().encode("utf-8", errors="surrogatepass")
+    return short_hashes(keys)
+
+
+def _append(arr, values: np.ndarray) -> None:
+    """Append a numpy array to an array.array of the same item type."""
+    arr.frombytes(np.ascontiguousarray(values, dtype=np.dtype(arr.typecode)).tobytes())
+
+
+SHARD_ARRAYS = ("records.idx", "text.idx", "text_hash", "id_hash", "label_codes", "source", "line", "position_index", "position_value")
 
 
 class DocStoreWriter:
     """Appends accepted records to the store; finds duplicate ids when closed.
 
     Files (under `directory`): records.jsonl (one JSON object per document, original
-    fields), records.idx.npy (int64 offsets, N+1), text.bin (UTF-8 texts back to back),
-    text.idx.npy (int64 offsets, N+1), text_hash.npy (uint64, for exact-duplicate
+    fields: the input line itself when the record is stored unchanged, else the fields
+    as JSON), records.idx.npy (int64 offsets, N+1), text.bin (UTF-8 texts back to
+    back), text.idx.npy (int64 offsets, N+1), text_hash.npy (uint64, for exact-duplicate
     detection), label_codes.npy (int32, -1 = none) + label_names.json.
 
-    Per-document state is a few fixed-size numbers in compact arrays (about 50 bytes a
-    document), not Python objects, so ingest memory stays small at tens of millions of
-    documents. Duplicate ids are found at close() by sorting 64-bit id hashes (checked
-    against the real ids, so a hash collision cannot reject a document); the later
-    copies are then removed from the store and returned as rejects.
+    Records are buffered and stored a batch at a time (joined bytes, hashes of a whole
+    batch). Per-document state is a few fixed-size numbers in compact arrays (about 50
+    bytes a document), not Python objects, so ingest memory stays small at tens of
+    millions of documents. Duplicate ids are found at close() by sorting 64-bit id hashes
+    (checked against the real ids, so a hash collision cannot reject a document); the
+    later copies are then removed from the store and returned as rejects.
+
+    A store can be built in shards: each piece of the input writes one with
+    `save_shard()`, and the driver's writer takes them in order with `append_shard()`,
+    which puts line numbers and position ids in place, then `close()`.
     """
+
+    BATCH = 2048
 
     def __init__(self, directory: Path, label_field: str | None = "label", id_field: str = "id"):
         from array import array
@@ -819,46 +1241,174 @@ class DocStoreWriter:
         self._sources: list[str] = []
         self._source = array("I")
         self._line = array("q")
-        self._content = hashlib.blake2b(digest_size=16)  # of everything stored, for downstream fingerprints
+        self._position_index = array("q")  # store positions of records whose id is their position
+        self._position_value = array("q")
+        self._pending: list[Record] = []
+        self._content = xxhash.xxh3_128()  # of everything stored, for downstream fingerprints
         self.field_types = FieldTypes()
         self.n = 0
 
     def add(self, rec: Record, strict: bool = False) -> None:
         """Store one record (duplicate ids are dealt with in close())."""
-        line = json.dumps(rec.fields, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
-        self._rec.write(line)
-        self._content.update(line)
-        self._rec_off.append(self._rec_off[-1] + len(line))
-        tb = rec.text.encode("utf-8", errors="surrogatepass")
-        self._txt.write(tb)
-        self._txt_off.append(self._txt_off[-1] + len(tb))
-        norm = " ".join(rec.text.split()).lower().encode("utf-8", errors="surrogatepass")
-        self._hashes.append(int.from_bytes(hashlib.blake2b(norm, digest_size=8).digest(), "little"))
-        self._id_hash.append(int.from_bytes(hashlib.blake2b(_id_key(rec.id).encode(), digest_size=8).digest(), "little"))
-        label = rec.fields.get(self.label_field) if self.label_field else None
-        if label is None:
-            self._label_code.append(-1)
-        else:
-            key = _id_key(label)
-            code = self._label_index.get(key)
-            if code is None:
-                code = self._label_index[key] = len(self._label_names)
-                self._label_names.append(label)
-            self._label_code.append(code)
-        src = self._source_index.get(rec.source)
-        if src is None:
-            src = self._source_index[rec.source] = len(self._sources)
-            self._sources.append(rec.source)
-        self._source.append(src)
-        self._line.append(rec.line)
-        self.field_types.add(rec.fields)
-        self.n += 1
+        self._pending.append(rec)
+        if len(self._pending) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Store the buffered records: bytes joined, hashes and codes computed for the batch."""
+        recs, self._pending = self._pending, []
+        if not recs:
+            return
+        encode = _ENCODE_RECORD
+        lines = [r.raw.rstrip(b"\n") if r.raw is not None else "".join(encode(r.fields, 0)).encode("utf-8") for r in recs]
+        blob = b"\n".join(lines) + b"\n"
+        self._rec.write(blob)
+        self._content.update(blob)
+        _append(self._rec_off, self._rec_off[-1] + np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1))
+        texts = [r.text for r in recs]
+        tbs = [t.encode("utf-8", errors="surrogatepass") for t in texts]
+        self._txt.write(b"".join(tbs))
+        _append(self._txt_off, self._txt_off[-1] + np.cumsum(np.fromiter(map(len, tbs), np.int64, len(tbs))))
+        _append(self._hashes, text_hashes(texts))
+        _append(self._id_hash, id_hashes(id_keys([r.id for r in recs])))
+        codes = np.full(len(recs), -1, dtype=np.int32)
+        if self.label_field:
+            labels = [r.fields.get(self.label_field) for r in recs]
+            at = [k for k, v in enumerate(labels) if v is not None]
+            index = self._label_index
+            for k, key in zip(at, id_keys([labels[k] for k in at])):
+                code = index.get(key)
+                if code is None:
+                    code = index[key] = len(self._label_names)
+                    self._label_names.append(labels[k])
+                codes[k] = code
+        _append(self._label_code, codes)
+        for src in dict.fromkeys(r.source for r in recs):
+            if src not in self._source_index:
+                self._source_index[src] = len(self._sources)
+                self._sources.append(src)
+        _append(self._source, np.fromiter((self._source_index[r.source] for r in recs), np.uint32, len(recs)))
+        _append(self._line, np.fromiter((r.line for r in recs), np.int64, len(recs)))
+        for k, r in enumerate(recs):
+            if r.id_from_position:
+                self._position_index.append(self.n + k)
+                self._position_value.append(r.id)
+        self.field_types.add_many([r.fields for r in recs])
+        self.n += len(recs)
 
     @property
     def content_hash(self) -> str:
         """Hash of the stored records: unchanged when re-reading unchanged inputs."""
+        if self._pending:
+            self._flush()
         return self._content.hexdigest()
 
+    # -- shards --------------------------------------------------------------
+    def save_shard(self) -> None:
+        """Finish this writer as one shard of a store (no duplicate check: the driver does it over all shards)."""
+        self._flush()
+        for fh in (self._rec, self._txt):
+            fh.close()
+        commit(self.dir / "records.jsonl.tmp", self.dir / "records.jsonl")
+        commit(self.dir / "text.bin.tmp", self.dir / "text.bin")
+        arrays = (self._rec_off, self._txt_off, self._hashes, self._id_hash, self._label_code, self._source, self._line,
+                  self._position_index, self._position_value)
+        for name, arr in zip(SHARD_ARRAYS, arrays):
+            _save_npy(self.dir / f"{name}.npy", np.frombuffer(arr, dtype=np.dtype(arr.typecode)) if len(arr) else
+                      np.empty(0, dtype=np.dtype(arr.typecode)))
+        meta = {"n": self.n, "sources": self._sources, "labels": self._label_names,
+                "label_keys": list(self._label_index), "field_types": self.field_types.to_json()}
+        tmp = self.dir / "shard.json.tmp"
+        tmp.write_text(json.dumps(meta, default=str))
+        commit(tmp, self.dir / "shard.json")
+
+    def append_shard(self, shard: Path, line_offset: int = 0, position_base: int = 0, source_name=None) -> int:
+        """Append a shard written by `save_shard`, in input order; returns its document count.
+
+        `line_offset`: lines of the file before the shard's piece (added to its line
+        numbers); `position_base`: records read before it (added to the ids of records
+        that had none); `source_name`: maps a stored source (a downloaded copy) to its name.
+        """
+        shard = Path(shard)
+        self._flush()
+        meta = json.loads((shard / "shard.json").read_text())
+        n = meta["n"]
+        self.field_types.merge(FieldTypes.from_json(meta["field_types"]))
+        if n == 0:
+            return 0
+        a = {name: np.load(shard / f"{name}.npy") for name in SHARD_ARRAYS}
+        rec_off, id_hash = a["records.idx"], a["id_hash"].copy()
+        if len(a["position_index"]):
+            ids = a["position_value"] + position_base
+            rec_off = self._renumber(shard / "records.jsonl", rec_off, a["position_index"], ids)
+            id_hash[a["position_index"]] = id_hashes([str(i) for i in ids.tolist()])
+        else:
+            _copy_file(shard / "records.jsonl", self._rec, self._content)
+        _copy_file(shard / "text.bin", self._txt)
+        _append(self._rec_off, self._rec_off[-1] + rec_off[1:])
+        _append(self._txt_off, self._txt_off[-1] + a["text.idx"][1:])
+        _append(self._hashes, a["text_hash"])
+        _append(self._id_hash, id_hash)
+        remap = np.full(len(meta["labels"]) + 1, -1, dtype=np.int32)  # [-1] stays -1
+        for j, (key, label) in enumerate(zip(meta["label_keys"], meta["labels"])):
+            code = self._label_index.get(key)
+            if code is None:
+                code = self._label_index[key] = len(self._label_names)
+                self._label_names.append(label)
+            remap[j] = code
+        _append(self._label_code, remap[a["label_codes"]])
+        src_map = np.empty(len(meta["sources"]), dtype=np.uint32)
+        for j, src in enumerate(meta["sources"]):
+            name = source_name(src) if source_name else src
+            if name not in self._source_index:
+                self._source_index[name] = len(self._sources)
+                self._sources.append(name)
+            src_map[j] = self._source_index[name]
+        _append(self._source, src_map[a["source"]])
+        _append(self._line, a["line"] + line_offset)
+        self.n += n
+        return n
+
+    def _renumber(self, path: Path, off: np.ndarray, index: np.ndarray, ids: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+        """Append a shard's records, records `index` (whose id was the piece's own count) given
+        their ids `ids`; returns the shard's new offsets. Streams: memory stays small.
+
+        Such a record was written with its id first (`{"id": 12, ...`), so the number is
+        replaced in place; a record whose null id kept its place is decoded and encoded again.
+        """
+        head = ("{" + json.dumps(self.id_field, ensure_ascii=False) + ": ").encode("utf-8")
+        delta = np.zeros(len(off), dtype=np.int64)
+
+        def put(data: bytes) -> None:
+            self._rec.write(data)
+            self._content.update(data)
+
+        with open(path, "rb") as fh:
+            done = 0
+            for i, new_id in zip(index.tolist(), ids.tolist()):
+                a, b = int(off[i]), int(off[i + 1])
+                while done < a:  # the unchanged records before this one
+                    data = fh.read(min(chunk, a - done))
+                    if not data:
+                        raise RuntimeError(f"ingest: shard {path} is shorter than its offsets")
+                    put(data)
+                    done += len(data)
+                line = fh.read(b - a)
+                done = b
+                old = json.loads(line)
+                was = head + str(old[self.id_field]).encode() + b", "
+                if line.startswith(was):
+                    new = head + str(new_id).encode() + b", " + line[len(was):]
+                else:
+                    old[self.id_field] = new_id
+                    new = "".join(_ENCODE_RECORD(old, 0)).encode("utf-8") + b"\n"
+                put(new)
+                delta[i + 1] = len(new) - (b - a)
+            while data := fh.read(chunk):
+                put(data)
+        return off + np.cumsum(delta)
+
+    # -- finishing -----------------------------------------------------------
     def _duplicate_ids(self) -> list[tuple[int, int]]:
         """(later, first) store positions of records whose id was already used."""
         h = np.frombuffer(self._id_hash, dtype=np.uint64) if self.n else np.empty(0, np.uint64)
@@ -893,6 +1443,7 @@ class DocStoreWriter:
 
     def close(self, strict: bool = False) -> list[Reject]:
         """Finish the store; return one Reject per record whose id was already used."""
+        self._flush()
         for fh in (self._rec, self._txt):
             fh.flush()
         dups = self._duplicate_ids()
@@ -940,7 +1491,7 @@ class DocStoreWriter:
         dst = self.dir / (name + ".compact")
         new_off = [0]
         if hash_it:
-            self._content = hashlib.blake2b(digest_size=16)
+            self._content = xxhash.xxh3_128()
         with open(src, "rb") as fin, open(dst, "wb") as fout:
             for i in range(len(keep)):
                 data = fin.read(int(off[i + 1] - off[i]))
@@ -956,6 +1507,15 @@ class DocStoreWriter:
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     save_npy(path, arr)
+
+
+def _copy_file(path: Path, out, content=None, chunk: int = 1 << 22) -> None:
+    """Append a file's bytes to an open file (and to a running hash)."""
+    with open(path, "rb") as fh:
+        while data := fh.read(chunk):
+            out.write(data)
+            if content is not None:
+                content.update(data)
 
 
 class DocStore:

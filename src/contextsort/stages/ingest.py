@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 
 from ..atomic import write_jsonl
-from ..corpus import CorpusReader, DocStoreWriter, Reject, file_digest, fingerprint_inputs
+from ..corpus import file_digest, fingerprint_inputs
 from ..errors import InputError
+from ..parallel_ingest import PARTS_DIR, ReadOptions, ingest_inputs, piece_sizes
 from ..pipeline import RunContext, Stage
 from ..progress import log, progress
 from ..remote import fingerprint_local_tree, fingerprint_urls, is_hf_saved_dataset, is_url, local_path, localize, url_of
@@ -17,7 +18,7 @@ STORE_FILES = ["store/records.jsonl", "store/records.idx.npy", "store/text.bin",
 
 class IngestStage(Stage):
     name = "ingest"
-    version = 5  # the store layout: bumped when it changes, so old run directories are re-ingested
+    version = 6  # the store layout: bumped when it changes, so old run directories are re-ingested
     reads = ("input",)
 
     def produces(self, cfg):
@@ -49,35 +50,24 @@ class IngestStage(Stage):
 
     def ingest(self, ctx: RunContext, inputs: list[str], origin: dict[str, str]) -> dict:
         cfg = ctx.cfg.input
-        reader = CorpusReader(inputs, cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict,
-                              exclude=[ctx.run_dir.path])
-        writer = DocStoreWriter(ctx.path("store"), cfg.label_field, cfg.id_field)
-        rejects: list[Reject] = []
-        n = 0
+        opts = ReadOptions(cfg.text_field, cfg.id_field, cfg.label_field, cfg.strict)
+        piece_bytes, rows_per_piece = piece_sizes(inputs, ctx.engine.workers())
         with progress(None, "ingest") as bar:
-            for item in reader:
-                n += 1
-                if isinstance(item, Reject):
-                    rejects.append(item)
-                else:
-                    if origin:  # name the URL, not the downloaded copy, in the store and the outputs
-                        item.source = url_of(item.source, origin)
-                    writer.add(item)
-                bar.update(1)
-        rejects.extend(writer.close(strict=cfg.strict))  # records whose id was already used
-        for r in rejects:
-            r.source = url_of(str(r.source), origin)
+            res = ingest_inputs(inputs, ctx.path("store"), ctx.path(PARTS_DIR), opts, exclude=[ctx.run_dir.path],
+                                mapper=None if ctx.engine.name == "local" else ctx.engine.map, piece_bytes=piece_bytes, rows_per_piece=rows_per_piece,
+                                source_name=lambda s: url_of(s, origin), progress=bar.update)
+        writer, rejects, n = res.writer, res.rejects, res.records_read
         write_jsonl(ctx.path("rejects.jsonl"), (r.to_json() for r in rejects))
         if writer.n == 0:
             why = "; ".join(f"{r.source}" + (f":{r.line}" if r.line else "") + f": {r.reason}" for r in rejects[:3])
             raise InputError(f"no usable documents in the input ({n} records read, {len(rejects)} rejected"
                              + (f": {why}" if why else "") + ")")
-        for c in reader.counts:
+        for c in res.counts:
             if c.documents == 0:  # a wrong field name for that file, a path that yields nothing
                 log.warning(f"contextsort: warning: {c.input}: no usable document ({c.records} records read, "
                             f"{c.rejected} rejected; see removed.jsonl)")
         if rejects:
             log.info(f"[ingest] {len(rejects)} of {n} records rejected (see rejects.jsonl / removed.jsonl)")
         return {"input_fingerprint": self.key(ctx), "records_read": n, "documents": writer.n, "rejected": len(rejects), "content_hash": writer.content_hash,
-                "inputs": [c.to_json() for c in reader.counts],
+                "inputs": [c.to_json() for c in res.counts], "pieces": res.pieces,
                 "artifact_fingerprints": {"store": writer.content_hash, "rejects": file_digest(ctx.path("rejects.jsonl"))}}
