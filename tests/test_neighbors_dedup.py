@@ -91,3 +91,20 @@ def test_restricted_graph_redirects_removed_neighbours():
     assert k_ids.shape[0] == 2
     assert k_ids[0].tolist()[0] == 1
     assert 0 in k_ids[1].tolist()
+
+
+def test_auto_index_above_20k_keeps_recall_and_is_deterministic():
+    """The mid-size IVF that `auto` picks above EXACT_MAX_N keeps recall@10 >= 0.99 against exact search."""
+    from contextsort.neighbors import EXACT_MAX_N, choose_index
+
+    assert choose_index(EXACT_MAX_N) == "flat" and choose_index(EXACT_MAX_N + 1) == "ivf"
+    rng = np.random.default_rng(5)  # loose clusters: 8 probes instead of 32 give recall 0.979 here
+    centers = rng.normal(size=(400, 48))
+    emb = unit(centers[rng.integers(0, 400, EXACT_MAX_N + 1000)] + 1.0 * rng.normal(size=(EXACT_MAX_N + 1000, 48)))
+    exact, _, _ = knn_graph(emb, k=10, index="flat")
+    approx, sims, info = knn_graph(emb, k=10)
+    again, sims_again, _ = knn_graph(emb, k=10)
+    assert info.index == "ivf" and info.params["nprobe"] >= 32
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx)])
+    assert recall >= 0.99, recall
+    assert np.array_equal(approx, again) and np.array_equal(sims, sims_again)

@@ -69,6 +69,23 @@ def test_token_store_round_trip_and_deterministic(tmp_path, llama2, bos):
     assert cut.tolist() == np.minimum(length, 3).tolist()
 
 
+@pytest.mark.parametrize("bos", [False, True])
+def test_token_store_in_many_overlapping_batches_equals_one_encoding(tmp_path, bbc_texts, llama2, bos):
+    """Batches encoded ahead in threads are written in store order: the store equals one
+    serial encoding of all texts, byte for byte, whatever the batch size."""
+    from contextsort.pack import encode_with_separators
+    from contextsort.tokenizer import token_dtype
+
+    texts = bbc_texts[:300]
+    store = _store(tmp_path, texts)
+    want, seq = encode_with_separators(llama2, texts, bos, token_dtype(llama2.vocab_size))
+    for batch_bytes in (1, 5_000, 1 << 20):  # one document per batch, a few dozen batches, one batch
+        out = tmp_path / f"tokens{batch_bytes}"
+        tokenize_store(store, llama2, out, bos=bos, batch_bytes=batch_bytes)
+        assert (out / "stream.bin").read_bytes() == want.tobytes()
+        assert np.load(out / "doc_off.npy").tolist() == [0] + np.cumsum(seq).tolist()
+
+
 def test_encode_ids_equals_encode_on_bbc(tmp_path, bbc_texts, llama2):
     from contextsort.embed.wordllama import WordLlamaEmbedder
 

@@ -213,7 +213,7 @@ class EmbedConfig:
 @dataclass
 class KnnConfig:
     k: int = opt(10, "--k", "neighbours per document searched for dedup and the graph (the paper: 10)", Interval(int, 1, 1024))
-    index: str = opt("auto", "--index", "kNN index (auto: exact below 50k documents, IVF above; ivfgemm: IVF search batched into BLAS GEMMs)",
+    index: str = opt("auto", "--index", "kNN index (auto: exact up to 20k documents, IVF above; ivfgemm: IVF search batched into BLAS GEMMs)",
                      OneOf(("auto", "flat", "ivf", "hnsw", "ivfpq", "ivfgemm")))
     nprobe: int | None = opt(None, "--nprobe", "IVF lists probed per query (default: chosen from N)", Interval(int, 1), none=True)
     walk_k: int | None = opt(16, "--walk-k", "neighbours per document in the traversal graph, searched beyond --k when larger (dedup keeps the first --k; none: = --k, the paper's graph)",

@@ -16,7 +16,17 @@ import numpy as np
 
 from .selfjoin import ivf_gemm_knn
 
-EXACT_MAX_N = 50_000  # flat search below this: 50k x 50k x 256 dims takes a few seconds
+EXACT_MAX_N = 20_000  # flat search up to here; above it IVF (docs/benchmarks.md, "End to end against the raw tokenizer")
+# 20k-100k documents: IVF tuned for a whole-corpus self-search, where flat search (N^2 scores)
+# took 0.9x the tokenizer's time at 31k. Measured on 31k BBC windows (wordllama, 256-d):
+# nlist 4 sqrt(N) = 704, nprobe 32, 39 training points per list, 10 k-means iterations:
+# recall@10 0.993 against exact, 0.35-0.45x flat's seconds (training 64 per list, 25
+# iterations: same recall, 2.5x the training time). benchmarks/throughput.py --cli checks
+# recall on every run.
+MID_MAX_N = 100_000
+MID_NPROBE = 32
+MID_TRAIN_PER_LIST = 39
+MID_NITER = 10
 
 
 @dataclass
@@ -53,6 +63,7 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
 
     n, d = emb.shape
     params: dict = {}
+    mid = n <= MID_MAX_N
     if kind == "flat":
         idx = faiss.IndexFlatIP(d)
     elif kind == "hnsw":
@@ -71,12 +82,15 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
             base = faiss.IndexIVFPQ(quantizer, d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
             idx = base
         idx.cp.seed = seed
-        ntrain = min(n, IVF_TRAIN_PER_LIST * nlist)
+        if mid:
+            idx.cp.niter = MID_NITER
+        ntrain = min(n, (MID_TRAIN_PER_LIST if mid else IVF_TRAIN_PER_LIST) * nlist)
         rng = np.random.default_rng(seed)
         train = emb[np.sort(rng.choice(n, ntrain, replace=False))] if ntrain < n else emb
         idx.train(np.ascontiguousarray(train, dtype=np.float32))
-        idx.nprobe = nprobe or min(nlist, max(16, min(IVF_MAX_DEFAULT_NPROBE, nlist // 32)))
-        params = {"nlist": nlist, "nprobe": idx.nprobe, "train": ntrain}
+        floor = MID_NPROBE if mid else 16
+        idx.nprobe = nprobe or min(nlist, max(floor, min(IVF_MAX_DEFAULT_NPROBE, nlist // 32)))
+        params = {"nlist": nlist, "nprobe": idx.nprobe, "train": ntrain, "niter": idx.cp.niter}
         if kind == "ivfpq":
             params["pq_m"] = idx.pq.M
             idx = faiss.IndexRefineFlat(idx)

@@ -36,6 +36,8 @@ import json
 import os
 import shutil
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,6 +51,7 @@ from .atomic import commit
 PACK_MODES = ("concat", "boundary")
 DEFAULT_PAD_WEIGHT = 4.0
 DEFAULT_SPLIT_COST = 1.0
+ENCODE_AHEAD = 2  # batches being encoded while the oldest finished one is written (tokenize_store)
 
 
 # --------------------------------------------------------------------------------------
@@ -84,11 +87,16 @@ def _fresh_tmp_dir(out_dir: Path) -> Path:
     return tmp
 
 
-def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, batch_bytes: int = 4 << 20,
+def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, batch_bytes: int = 1 << 20,
                    progress: Callable[[int], None] | None = None, keep: np.ndarray | None = None) -> dict:
     """Tokenise every document of `store` (store order) into ``out_dir/stream.bin`` with
     separators; ``doc_off.npy`` [N+1] gives each document's span in it. With `keep`, the
-    other documents are not read or tokenized (their span holds only the separators)."""
+    other documents are not read or tokenized (their span holds only the separators).
+
+    Batches are encoded by ENCODE_AHEAD worker threads while this thread reads texts and
+    writes finished batches in store order: a tokenizer that releases the GIL (HF
+    `tokenizers`) encodes the next batch while the Python work of the last one (turning its
+    encodings into arrays, writing them) runs. The output does not depend on the timing."""
     if bos and tok.bos_id is None:
         raise ValueError(f"tokenizer {tok.name} has no BOS token: drop --bos")
     out_dir = Path(out_dir)
@@ -97,17 +105,32 @@ def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, 
     n = len(store)
     seq_len = np.zeros(n, dtype=np.int64)
     t0 = time.perf_counter()
-    with open(tmp / "stream.bin", "wb") as fh:
+
+    def batches():
         start = 0
         while start < n:
             stop = _batch_stop(store, start, n, batch_bytes)
             texts = store.texts(start, stop) if keep is None else [store.text(i) if keep[i] else "" for i in range(start, stop)]
-            ids, seq = encode_with_separators(tok, texts, bos, dtype)
+            yield start, stop, texts
+            start = stop
+
+    with open(tmp / "stream.bin", "wb") as fh, ThreadPoolExecutor(ENCODE_AHEAD) as pool:
+        pending: deque = deque()
+
+        def finish_one():
+            start, stop, fut = pending.popleft()
+            ids, seq = fut.result()
             fh.write(ids.tobytes())
             seq_len[start:stop] = seq
             if progress:
                 progress(stop - start)
-            start = stop
+
+        for start, stop, texts in batches():
+            pending.append((start, stop, pool.submit(encode_with_separators, tok, texts, bos, dtype)))
+            if len(pending) > ENCODE_AHEAD:
+                finish_one()
+        while pending:
+            finish_one()
         fh.flush()
     doc_off = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(seq_len, out=doc_off[1:])

@@ -45,6 +45,14 @@ class SimilarityUnavailable(DependencyMissing):
     """The lexical signal needs scikit-learn and scipy (core dependencies, checked at use)."""
 
 
+def _scipy():
+    """The lexical signal from ids needs only scipy.sparse (importing scikit-learn costs seconds)."""
+    try:
+        import scipy.sparse  # noqa: F401
+    except ImportError as e:
+        raise SimilarityUnavailable("lexical and hybrid similarity need scipy (a core dependency of contextsort): pip install scipy") from e
+
+
 def _sklearn():
     try:
         import scipy.sparse  # noqa: F401
@@ -163,7 +171,7 @@ def id_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, vo
     term. Document i is ``tokens[start[i] : start[i] + length[i]]`` (`tokens.content_spans`).
     Counting runs in numba over documents in parallel; the text is not read again.
     """
-    _sklearn()
+    _scipy()
     import scipy.sparse as sp
 
     start = np.ascontiguousarray(start, dtype=np.int64)
@@ -277,7 +285,7 @@ def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, 
     """Hashed counts of the lower-cased words (2+ characters) that the token ids spell,
     CSR float32 [N, n_features]: the terms scikit-learn's default HashingVectorizer sees,
     rebuilt from the ids (`word_pieces`) without reading or re-tokenizing the text."""
-    _sklearn()
+    _scipy()
     import scipy.sparse as sp
 
     kind, ph, pp, pl = pieces

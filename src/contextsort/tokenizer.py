@@ -19,6 +19,8 @@ are added by the packer.
 
 from __future__ import annotations
 
+import functools
+
 from .errors import DependencyMissing
 import hashlib
 import json
@@ -239,9 +241,7 @@ def get_tokenizer(spec: str | None = None, eos: str | None = None, bos: str | No
     """Build a tokenizer from its spec (see the module doc); `eos`/`bos`/`pad` name special tokens."""
     spec = spec or DEFAULT_TOKENIZER
     if spec in ("llama2", "default", "wordllama"):
-        path = llama2_tokenizer_path()
-        t = HFTokenizer(_load_hf_file(path), "llama2", _file_fingerprint(path), eos or "</s>", bos or "<s>", pad)
-        return t
+        return llama2_tokenizer(eos or "</s>", bos or "<s>", pad)
     kind, sep, arg = spec.partition(":")
     if sep and kind == "tiktoken":
         return _tiktoken(arg)
@@ -251,6 +251,15 @@ def get_tokenizer(spec: str | None = None, eos: str | None = None, bos: str | No
     if path.exists() or spec.endswith(".json"):
         return _from_file(path, eos, bos, pad)
     return _from_hub(spec, eos, bos, pad)
+
+
+@functools.lru_cache(maxsize=4)
+def llama2_tokenizer(eos: str, bos: str, pad: str | None) -> HFTokenizer:
+    """The bundled Llama-2 tokenizer, loaded (and its file hashed) once per process: the
+    tokenize stage, the lexical signal and packing of one run all use it. Encoding does
+    not change it, so one object serves them all."""
+    path = llama2_tokenizer_path()
+    return HFTokenizer(_load_hf_file(path), "llama2", _file_fingerprint(path), eos, bos, pad)
 
 
 def _load_hf_file(path: Path):

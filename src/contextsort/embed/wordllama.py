@@ -59,36 +59,69 @@ def _import_wordllama():
     return wordllama, WordLlama
 
 
+def shipped_table(config: str, dim: int) -> np.ndarray | None:
+    """The token embedding table in the wordllama wheel, read with safetensors alone (as
+    wordllama reads it: float32, key "embedding.weight"), or None if the wheel lacks it.
+    Pooling from token ids needs only this table; importing wordllama and loading its
+    model (requests, a second tokenizer) cost about a second of every run."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / f"{config}_{dim}.safetensors"
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np", device="cpu") as f:
+        return np.ascontiguousarray(f.get_tensor("embedding.weight").astype(np.float32))
+
+
 class WordLlamaEmbedder:
     name = "wordllama"
 
     def __init__(self, config: str | None = None, dim: int = 256, batch_size: int = 64, max_tokens: int = 512, **_):
-        try:
-            wordllama, WordLlama = _import_wordllama()
-        except ImportError as e:  # pragma: no cover - it is a core dependency
-            raise EmbedderUnavailable("the 'wordllama' package is not installed: pip install wordllama") from e
-        try:
-            # Plain load() tries to download a tokenizer config it already ships.
-            self._model = WordLlama.load(
-                config=config or "l2_supercat", dim=dim, cache_dir=Path(wordllama.__file__).parent, disable_download=True
-            )
-        except Exception as e:
-            raise EmbedderUnavailable(f"cannot load WordLlama weights offline: {e}") from e
-        # The paper embeds the first 512 tokens; without truncation wordllama pads every
-        # batch to its longest document, which is several times slower on long texts.
-        if max_tokens:
-            self._model.tokenizer.enable_truncation(max_tokens)
+        self.config = config or "l2_supercat"
         self.dim = dim
         self.batch_size = batch_size
         self.max_tokens = max_tokens
-        self.name = f"wordllama:{config or 'l2_supercat'}:{dim}:max{max_tokens}"
+        self.name = f"wordllama:{self.config}:{dim}:max{max_tokens}"
+        self._model = None
+        try:
+            self._table = shipped_table(self.config, dim)
+        except Exception as e:
+            raise EmbedderUnavailable(f"cannot read the WordLlama weights shipped with wordllama: {e}") from e
+        if self._table is None:  # not in the wheel: wordllama's own lookup (its cache directory)
+            self._table = self.model.embedding
+
+    @property
+    def model(self):
+        """wordllama's model, loaded on first use: only `encode` (from texts) needs it."""
+        if self._model is None:
+            try:
+                wordllama, WordLlama = _import_wordllama()
+            except ImportError as e:  # pragma: no cover - it is a core dependency
+                raise EmbedderUnavailable("the 'wordllama' package is not installed: pip install wordllama") from e
+            try:
+                # Plain load() tries to download a tokenizer config it already ships.
+                model = WordLlama.load(config=self.config, dim=self.dim, cache_dir=Path(wordllama.__file__).parent,
+                                       disable_download=True)
+            except Exception as e:
+                raise EmbedderUnavailable(f"cannot load WordLlama weights offline: {e}") from e
+            # The paper embeds the first 512 tokens; without truncation wordllama pads every
+            # batch to its longest document, which is several times slower on long texts.
+            if self.max_tokens:
+                model.tokenizer.enable_truncation(self.max_tokens)
+            self._model = model
+        return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self.max_tokens:
             # Only the first max_tokens tokens count; cutting the string first keeps a
             # 50 MB document from being tokenised whole (no token is 32 characters long).
             texts = [t[: 32 * self.max_tokens] for t in texts]
-        vecs = self._model.embed(list(texts), norm=False, batch_size=self.batch_size)
+        vecs = self.model.embed(list(texts), norm=False, batch_size=self.batch_size)
         return l2_normalize(np.asarray(vecs, dtype=np.float32).reshape(len(texts), self.dim))
 
     def encode_ids(self, tokens: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -107,9 +140,9 @@ class WordLlamaEmbedder:
         length = np.ascontiguousarray(length)
         out = np.empty((len(start), self.dim), dtype=np.float32)
         bad = np.zeros(len(start), dtype=np.int64)
-        mean_pool(self._model.embedding, tokens, start, length, out, bad)
+        mean_pool(self._table, tokens, start, length, out, bad)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"document {i}: {int(bad[i])} token ids outside the wordllama vocabulary "
-                             f"({self._model.embedding.shape[0]}): ids from another tokenizer than {TOKENIZER}?")
+                             f"({self._table.shape[0]}): ids from another tokenizer than {TOKENIZER}?")
         return l2_normalize(out)

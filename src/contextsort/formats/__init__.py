@@ -59,32 +59,32 @@ def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, la
     if unknown:
         raise ValueError(f"unknown output format(s) {unknown} (available: {', '.join(DOC_FORMATS)})")
     policy = output_schema(store, label_field)
-    written = []
     n = len(order)
-    if "jsonl" in formats:
-        path = Path(run_dir) / "ordered.jsonl"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            for start in range(0, n, BATCH):
-                stop = min(n, start + BATCH)
-                fh.write(jsonl_bytes(list(ordered_rows(store, order, policy, label_field, start, stop))))
-                if progress is not None:
-                    progress(stop - start)
-            fh.flush()
-        commit(tmp, path)
-        written.append(path.name)
-    if "parquet" in formats:
-        written.append(_write_parquet(Path(run_dir) / "ordered.parquet", store, order, policy, label_field))
-    return written, policy.info() if "parquet" in formats else {"position_field": policy.position_field}
+    run_dir = Path(run_dir)
+    names = [f"ordered.{f}" for f in DOC_FORMATS if f in formats]
+    tmps = {f: run_dir / f"ordered.{f}.tmp" for f in DOC_FORMATS if f in formats}
+    # one pass: each batch of records is read from the store once and written in every format
+    jsonl = open(tmps["jsonl"], "wb") if "jsonl" in tmps else None
+    parquet = None
+    if "parquet" in tmps:
+        import pyarrow.parquet as pq
 
-
-def _write_parquet(path: Path, store: DocStore, order: np.ndarray, policy: OutputSchema, label_field) -> str:
-    import pyarrow.parquet as pq
-
-    n = len(order)
-    tmp = path.with_name(path.name + ".tmp")
-    with pq.ParquetWriter(tmp, policy.schema) as w:
+        parquet = pq.ParquetWriter(tmps["parquet"], policy.schema)
+    try:
         for start in range(0, n, BATCH):
-            w.write_table(parquet_table(list(ordered_rows(store, order, policy, label_field, start, min(n, start + BATCH))), policy))
-    commit(tmp, path)
-    return path.name
+            stop = min(n, start + BATCH)
+            rows = list(ordered_rows(store, order, policy, label_field, start, stop))
+            if jsonl is not None:
+                jsonl.write(jsonl_bytes(rows))
+            if parquet is not None:
+                parquet.write_table(parquet_table(rows, policy))
+            if progress is not None:
+                progress(stop - start)
+    finally:
+        if jsonl is not None:
+            jsonl.close()
+        if parquet is not None:
+            parquet.close()
+    for f, tmp in tmps.items():
+        commit(tmp, run_dir / f"ordered.{f}")
+    return names, policy.info() if "parquet" in formats else {"position_field": policy.position_field}
