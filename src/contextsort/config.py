@@ -213,8 +213,8 @@ class EmbedConfig:
 @dataclass
 class KnnConfig:
     k: int = opt(10, "--k", "neighbours per document searched for dedup and the graph (the paper: 10)", Interval(int, 1, 1024))
-    index: str = opt("auto", "--index", "kNN index (auto: exact below 50k documents, IVF above; ivfgemm: IVF search batched into BLAS GEMMs)",
-                     OneOf(("auto", "flat", "ivf", "hnsw", "ivfpq", "ivfgemm")))
+    index: str = opt("auto", "--index", "kNN index (auto: exact below 50k documents, IVF above; ivffs: IVF + 4-bit PQ fast scan, re-ranked exactly; ivfgemm: IVF search batched into BLAS GEMMs)",
+                     OneOf(("auto", "flat", "ivf", "ivffs", "hnsw", "ivfpq", "ivfgemm")))
     nprobe: int | None = opt(None, "--nprobe", "IVF lists probed per query (default: chosen from N)", Interval(int, 1), none=True)
 
 

@@ -77,6 +77,7 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
         quantizer = faiss.IndexFlatIP(d)
         quantizer.add(km.centroids)  # a filled quantizer: idx.train below fits only the PQ codebooks
         idx = faiss.IndexIVFPQFastScan(quantizer, d, nlist, m, 4, faiss.METRIC_INNER_PRODUCT)
+        idx.by_residual = True  # codes of the offset from the list's centroid: far finer than of the vector
         idx.pq.cp.seed = seed
         nthreads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)  # m tiny k-means (4,096 points, 16 centroids): threads only add overhead
