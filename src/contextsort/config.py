@@ -213,7 +213,7 @@ class EmbedConfig:
 @dataclass
 class KnnConfig:
     k: int = opt(10, "--k", "neighbours per document searched for dedup and the graph (the paper: 10)", Interval(int, 1, 1024))
-    index: str = opt("auto", "--index", "kNN index (auto: exact below 50k documents, IVF above; ivffs: IVF + 4-bit PQ fast scan, re-ranked exactly; ivfgemm: IVF search batched into BLAS GEMMs)",
+    index: str = opt("auto", "--index", "kNN index (auto: exact up to 50k documents, ivffs above; ivffs: IVF + 4-bit PQ fast scan, re-ranked exactly; ivf: IVF-Flat, the default before; ivfgemm: IVF search batched into BLAS GEMMs)",
                      OneOf(("auto", "flat", "ivf", "ivffs", "hnsw", "ivfpq", "ivfgemm")))
     nprobe: int | None = opt(None, "--nprobe", "IVF lists probed per query (default: chosen from N)", Interval(int, 1), none=True)
 
