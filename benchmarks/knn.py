@@ -244,6 +244,7 @@ def main() -> None:
     ap.add_argument("--nprobe", type=int, nargs="*", default=[None], help="ivfgemm only: lists joined with each list (several values: one entry each)")
     ap.add_argument("--nlist", type=int, default=None, help="ivfgemm only")
     ap.add_argument("--real", default=None, help=".npy of real unit vectors instead of the synthetic mixture")
+    ap.add_argument("--real-rows", type=int, default=0, help="use only the first this many rows of --real")
     ap.add_argument("--real-scale", type=int, default=0, help="tile the real vectors to this many rows (jittered copies)")
     ap.add_argument("--real-noise", type=float, default=0.5, help="per-copy noise norm for --real-scale")
     ap.add_argument("--fs-grid", nargs="*", default=[], help="ivffs: NPROBE,CANDIDATES pairs searched on one build")
@@ -262,7 +263,8 @@ def main() -> None:
     sizes = [0] if a.real and not a.real_scale else a.sizes
     for n in sizes:
         if a.real:
-            real = np.load(a.real).astype(np.float32)
+            real = np.load(a.real, mmap_mode="r")
+            real = np.array(real[: a.real_rows] if a.real_rows else real, dtype=np.float32)
             emb = tiled(real, a.real_scale, a.real_noise) if a.real_scale else real
             data = f"real:{Path(a.real).name}" + (f" tiled to {a.real_scale}, noise {a.real_noise}" if a.real_scale else "")
         else:
