@@ -8,7 +8,9 @@ searched and the full search time is extrapolated: seconds * N / queries, marked
 recall@k: for Q queries drawn without replacement from the N documents (seeded, the same
 rows for every method), the share of each query's exact k nearest other documents
 (FAISS IndexFlatIP over all N, self excluded) that the method returns among its k, averaged
-over the Q queries (ties at the k-th similarity may count as misses).
+over the Q queries (ties at the k-th similarity may count as misses). recall_at_k_ties
+counts a returned document as a hit when its exact similarity is at least the k-th true
+neighbour's (less 1e-5): corpora with exact-duplicate vectors have many equally right answers.
 
 Data: synthetic 'clustered' unit vectors (a two-level mixture: topics, clusters within
 topics with spreads drawn per cluster, 1% near-duplicates; made to resemble the
@@ -18,6 +20,7 @@ optionally tiled to a larger N with small per-copy noise (--real-scale).
     python benchmarks/knn.py --sizes 300000 --methods ivf ivfgemm ivfsq8 hnsw nndescent
     python benchmarks/knn.py --sizes 1000000 --methods ivfgemm ivf --sample-search ivf
     python benchmarks/knn.py --real /tmp/knnw/bbc_paragraphs_wordllama.npy --methods ivf ivfgemm
+    python benchmarks/knn.py --sizes 1000000 --queries 20000 --methods ivf ivffs --sample-search ivf ivffs --fs-grid 32,64 64,64
 """
 
 from __future__ import annotations
@@ -120,6 +123,15 @@ def exact_truth(emb: np.ndarray, q_rows: np.ndarray, k: int) -> tuple[np.ndarray
     return out, profile
 
 
+def recall_ties(emb: np.ndarray, q_rows: np.ndarray, truth: np.ndarray, found: np.ndarray, eps: float = 1e-5) -> float:
+    """recall@k counting a returned document as a hit when it is at least as similar as the
+    k-th true neighbour (less eps): among exact duplicates any choice is right."""
+    q = emb[q_rows]
+    kth = np.einsum("qd,qd->q", q, emb[truth[:, -1]])
+    got = np.einsum("qd,qkd->qk", q, emb[np.maximum(found, 0)])
+    return round(float(((got >= kth[:, None] - eps) & (found >= 0)).mean()), 4)
+
+
 def recall(truth: np.ndarray, found: np.ndarray) -> float:
     hits = sum(len(np.intersect1d(t, f[f >= 0])) for t, f in zip(truth, found))
     return round(hits / truth.size, 4)
@@ -154,6 +166,8 @@ def run_faiss(kind: str, emb: np.ndarray, k: int, q_rows: np.ndarray, sample_onl
     else:
         idx, params = build_index(emb, kind, seed=seed)
     build = time.perf_counter() - t
+    if kind == "ivffs":
+        return run_fastscan(idx, params, emb, k, q_rows, sample_only, build)
     t = time.perf_counter()
     if sample_only:
         _, ids = idx.search(emb[q_rows], k + 1)
@@ -167,6 +181,34 @@ def run_faiss(kind: str, emb: np.ndarray, k: int, q_rows: np.ndarray, sample_onl
         search = time.perf_counter() - t
         found = all_ids[q_rows]
     return {"build_seconds": round(build, 1), "search_seconds": round(search, 1), "search_extrapolated": sample_only, "params": params}, found
+
+
+FS_GRID = [(None, None)]  # "ivffs": (nprobe, candidates) pairs searched on one build (--fs-grid)
+
+
+def run_fastscan(idx, params: dict, emb: np.ndarray, k: int, q_rows: np.ndarray, sample_only: bool, build: float) -> list:
+    """IVF-PQ fast scan + exact re-rank (neighbors' "ivffs"), one entry per FS_GRID pair, as knn_graph does it."""
+    from contextsort.neighbors import FS_CANDIDATES, rerank_exact
+
+    n = len(emb)
+    out = []
+    for nprobe, cand in FS_GRID:
+        idx.nprobe = nprobe or params["nprobe"]
+        cand = cand or FS_CANDIDATES
+        rows = q_rows if sample_only else np.arange(n)
+        found = np.empty((len(rows), k), dtype=np.int64)
+        t = time.perf_counter()
+        for s in range(0, len(rows), 16_384):
+            q = np.ascontiguousarray(emb[rows[s : s + 16_384]])
+            _, c = idx.search(q, cand)
+            _, ids = rerank_exact(emb, q, c, k + 1)
+            found[s : s + len(q)] = drop_self(ids, rows[s : s + len(q)], k)
+        search = (time.perf_counter() - t) * (n / len(rows))
+        res = {"build_seconds": round(build, 1), "search_seconds": round(search, 1), "search_extrapolated": sample_only,
+               "params": {**params, "nprobe": idx.nprobe, "rerank": cand}}
+        name = "ivffs" if len(FS_GRID) == 1 else f"ivffs:nprobe={idx.nprobe},cand={cand}"
+        out.append((name, res, found if sample_only else found[q_rows]))
+    return out
 
 
 def run_method(method: str, emb: np.ndarray, k: int, q_rows: np.ndarray, sample_only: bool, seed: int, nprobe: int | None, nlist: int | None) -> tuple[dict, np.ndarray]:
@@ -185,9 +227,10 @@ def run_method(method: str, emb: np.ndarray, k: int, q_rows: np.ndarray, sample_
         ids, _ = nnd.neighbor_graph
         total = time.perf_counter() - t
         return {"build_seconds": None, "search_seconds": None, "total_seconds": round(total, 1), "params": {"n_neighbors": k + 1}}, drop_self(ids[q_rows], q_rows, k)
-    res, found = run_faiss(method, emb, k, q_rows, sample_only, seed)
-    res["total_seconds"] = round(res["build_seconds"] + res["search_seconds"], 1)
-    return res, found
+    got = run_faiss(method, emb, k, q_rows, sample_only, seed)
+    for _, res, _ in (got if isinstance(got, list) else [(None, *got)]):
+        res["total_seconds"] = round(res["build_seconds"] + res["search_seconds"], 1)
+    return got
 
 
 def main() -> None:
@@ -195,25 +238,33 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[300_000])
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--methods", nargs="*", default=["ivf", "ivfgemm"], help="ivf ivfgemm ivfsq8 hnsw nndescent")
+    ap.add_argument("--methods", nargs="*", default=["ivf", "ivfgemm"], help="ivf ivffs ivfgemm ivfsq8 hnsw nndescent")
     ap.add_argument("--sample-search", nargs="*", default=[], help="methods whose search runs on the recall queries only (time extrapolated)")
     ap.add_argument("--queries", type=int, default=50_000, help="recall@k queries (capped at N)")
     ap.add_argument("--nprobe", type=int, nargs="*", default=[None], help="ivfgemm only: lists joined with each list (several values: one entry each)")
     ap.add_argument("--nlist", type=int, default=None, help="ivfgemm only")
     ap.add_argument("--real", default=None, help=".npy of real unit vectors instead of the synthetic mixture")
+    ap.add_argument("--real-rows", type=int, default=0, help="use only the first this many rows of --real")
     ap.add_argument("--real-scale", type=int, default=0, help="tile the real vectors to this many rows (jittered copies)")
     ap.add_argument("--real-noise", type=float, default=0.5, help="per-copy noise norm for --real-scale")
+    ap.add_argument("--fs-grid", nargs="*", default=[], help="ivffs: NPROBE,CANDIDATES pairs searched on one build")
     ap.add_argument("--seed", type=int, default=1234)
     a = ap.parse_args()
+    if a.fs_grid:
+        FS_GRID[:] = [tuple(int(v) for v in g.split(",")) for g in a.fs_grid]
     import faiss
     from contextsort.neighbors import knn_graph
 
     knn_graph(np.eye(4, 8, dtype=np.float32)[:4] + 0.1, k=2, index="ivfgemm")  # compile (numba cache) outside the timings
+    from contextsort.neighbors import rerank_exact
+
+    rerank_exact(np.eye(4, 8, dtype=np.float32), np.eye(4, 8, dtype=np.float32), np.zeros((4, 3), dtype=np.int64), 2)
     results = []
     sizes = [0] if a.real and not a.real_scale else a.sizes
     for n in sizes:
         if a.real:
-            real = np.load(a.real).astype(np.float32)
+            real = np.load(a.real, mmap_mode="r")
+            real = np.array(real[: a.real_rows] if a.real_rows else real, dtype=np.float32)
             emb = tiled(real, a.real_scale, a.real_noise) if a.real_scale else real
             data = f"real:{Path(a.real).name}" + (f" tiled to {a.real_scale}, noise {a.real_noise}" if a.real_scale else "")
         else:
@@ -229,12 +280,14 @@ def main() -> None:
         for m, p in runs:
             reset_peak()
             before = rss_mb()[0]
-            res, found = run_method(m, emb, a.k, q_rows, m in a.sample_search, a.seed, p, a.nlist)
-            res["peak_rss_above_start_mb"] = round(rss_mb()[1] - before, 1)
-            res["recall_at_k"] = recall(truth, found)
+            got = run_method(m, emb, a.k, q_rows, m in a.sample_search, a.seed, p, a.nlist)
             name = m if p is None or len(a.nprobe) == 1 else f"{m}:nprobe={p}"
-            row["methods"][name] = res
-            print(json.dumps({"n": n, name: res}), file=sys.stderr)
+            for name, res, found in (got if isinstance(got, list) else [(name, *got)]):
+                res["peak_rss_above_start_mb"] = round(rss_mb()[1] - before, 1)
+                res["recall_at_k"] = recall(truth, found)
+                res["recall_at_k_ties"] = recall_ties(emb, q_rows, truth, found)
+                row["methods"][name] = res
+                print(json.dumps({"n": n, name: res}), file=sys.stderr)
         base = row["methods"].get("ivf")
         if base:
             row["speedup_vs_ivf"] = {m: round(base["total_seconds"] / r["total_seconds"], 2) for m, r in row["methods"].items() if r["total_seconds"]}

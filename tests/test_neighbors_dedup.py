@@ -33,7 +33,7 @@ def test_exact_knn_matches_brute_force_and_excludes_self():
     assert (np.diff(sims, axis=1) <= 1e-6).all()  # sorted by decreasing similarity
 
 
-@pytest.mark.parametrize("index", ["ivf", "ivfgemm", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("index", ["ivf", "ivffs", "ivfgemm", "hnsw", "ivfpq"])
 def test_approximate_indexes_have_high_recall(index):
     emb = clustered(4000)
     exact, _, _ = knn_graph(emb, k=10, index="flat")
@@ -41,6 +41,39 @@ def test_approximate_indexes_have_high_recall(index):
     assert info.index == index
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx)])
     assert recall > 0.8, recall
+
+
+def test_ivffs_scores_are_exact_dot_products_and_runs_are_byte_identical():
+    emb = clustered(6000, d=64, centers=60, seed=3)
+    a = knn_graph(emb, k=10, index="ivffs", nprobe=8)
+    b = knn_graph(emb, k=10, index="ivffs", nprobe=8)
+    ids, sims, info = a
+    assert info.index == "ivffs" and info.params["nprobe"] == 8
+    assert ids.tobytes() == b[0].tobytes() and sims.tobytes() == b[1].tobytes()
+    assert not (ids == np.arange(6000)[:, None]).any()
+    assert (ids >= 0).all() and all(len(set(r)) == 10 for r in ids)  # no repeats
+    direct = np.einsum("id,ikd->ik", emb, emb[ids])
+    assert np.allclose(sims, direct, atol=1e-5)  # re-ranked with the real vectors, not the PQ codes
+    assert (np.diff(sims, axis=1) <= 1e-6).all()
+
+
+def test_rerank_keeps_best_candidates_ties_to_lower_id_and_reads_float16():
+    from contextsort.neighbors import rerank_exact
+
+    emb = unit(np.random.default_rng(0).normal(size=(50, 8)))
+    emb[7] = emb[3]  # a tie: the lower id comes first
+    q = emb[:2]
+    cand = np.array([[7, 3, 10, -1, 20], [5, 5, 9, 1, -1]])
+    s, i = rerank_exact(emb, q, cand, 3)
+    for r in range(2):
+        c = np.unique(cand[r][cand[r] >= 0])
+        sc = emb[c] @ q[r]
+        best = c[np.lexsort((c, -sc))][:3]
+        assert list(i[r]) == list(best), (i[r], best)
+        assert np.allclose(s[r], emb[best] @ q[r], atol=1e-6)
+    assert i[0][:2].tolist() == [3, 7] or i[0][0] != 3  # ids 3 and 7 tie: 3 first when both lead
+    s16, i16 = rerank_exact(emb.astype(np.float16), q, cand, 3)
+    assert i16.tolist() == i.tolist()
 
 
 def test_k_is_capped_below_n():

@@ -67,5 +67,6 @@ def test_ivfgemm_queries_subset_equals_full_rows():
 
 def test_ivfgemm_is_chosen_only_when_asked():
     assert choose_index(10_000) == "flat"
-    assert choose_index(1_000_000) == "ivf"  # not measured faster yet at equal recall (docs/benchmarks.md)
+    assert choose_index(1_000_000) == "ivffs"  # ivfgemm not measured faster at equal recall (docs/benchmarks.md)
+    assert choose_index(50_001) == "ivffs" and choose_index(1_000_000, "ivf") == "ivf"
     assert choose_index(10, "ivfgemm") == "ivfgemm"

@@ -213,8 +213,8 @@ class EmbedConfig:
 @dataclass
 class KnnConfig:
     k: int = opt(10, "--k", "neighbours per document searched for dedup and the graph (the paper: 10)", Interval(int, 1, 1024))
-    index: str = opt("auto", "--index", "kNN index (auto: exact up to 20k documents, IVF above; ivfgemm: IVF search batched into BLAS GEMMs)",
-                     OneOf(("auto", "flat", "ivf", "hnsw", "ivfpq", "ivfgemm")))
+    index: str = opt("auto", "--index", "kNN index (auto: exact up to 20k documents, IVF-Flat up to 50k, ivffs above; ivffs: IVF + 4-bit PQ fast scan, re-ranked exactly; ivf: IVF-Flat, the default above 50k before; ivfgemm: IVF search batched into BLAS GEMMs)",
+                     OneOf(("auto", "flat", "ivf", "ivffs", "hnsw", "ivfpq", "ivfgemm")))
     nprobe: int | None = opt(None, "--nprobe", "IVF lists probed per query (default: chosen from N)", Interval(int, 1), none=True)
     walk_k: int | None = opt(16, "--walk-k", "neighbours per document in the traversal graph, searched beyond --k when larger (dedup keeps the first --k; none: = --k, the paper's graph)",
                              Interval(int, 1, 1024), none=True)
