@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import urllib.request
 
 import numpy as np
 import pytest
@@ -24,10 +25,15 @@ def s3():
     pytest.importorskip("s3fs")
     moto_server = pytest.importorskip("moto.server")
     import fsspec
+    from s3fs import S3FileSystem
 
     port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
+    # moto keeps its buckets in this process, shared by every server it starts: begin empty;
+    # and s3fs caches filesystems (with their listings) by their options
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")).close()
+    S3FileSystem.clear_instance_cache()
     old = fsspec.config.conf.get("s3")
     fsspec.config.conf["s3"] = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
     try:
@@ -40,6 +46,7 @@ def s3():
         else:
             fsspec.config.conf["s3"] = old
         server.stop()
+        S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="module")
