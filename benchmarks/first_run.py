@@ -3,10 +3,11 @@
 Each measurement is a fresh subprocess running the source tree this script belongs to
 (PYTHONPATH=<repo>/src), wall-clock seconds of the whole command. Scenarios, in order:
 
-  cold        numba cache of this source tree deleted (*.nbi, *.nbc, the warm-up marker)
+  cold        numba cache of this source tree deleted (*.nbi, *.nbc, the warm-up marker),
+              the CLI's warm-up process off (CONTEXTSORT_WARMUP=0)
   warm        the same command again (cache filled by `cold`)
-  background  cache deleted; the command starts `contextsort.warmup.start_background()`
-              before running the demo (what the CLI would do at start-up)
+  background  cache deleted; the CLI as shipped: it starts its warm-up process
+              (`python -m contextsort.warmup --late`) beside the demo
   background_again  the same again (cache filled)
   preinstall  cache deleted; `python -m contextsort.warmup` (timed separately: a post-install
               step), then the demo
@@ -42,20 +43,24 @@ def clear_cache() -> int:
     return n
 
 
-def timed(code: str, out: Path) -> float:
+def timed(code: str, out: Path, warmup: bool = False) -> float:
     """Seconds of one fresh subprocess, in a fresh directory (a run directory left by an
-    earlier scenario would be resumed, skipping every stage)."""
-    env = dict(os.environ, PYTHONPATH=str(SRC))
+    earlier scenario would be resumed, skipping every stage). `warmup`: let the CLI start its
+    background warm-up process (CONTEXTSORT_WARMUP=1); the time stops when the demo ends, and
+    the next scenario waits until the warm-up process has exited."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), CONTEXTSORT_WARMUP="1" if warmup else "0")
     env.pop("NUMBA_CACHE_DIR", None)
     cwd = Path(tempfile.mkdtemp(dir=out))
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    secs = time.perf_counter() - t
+    while subprocess.run(["pgrep", "-f", "contextsort.warmup --late"], stdout=subprocess.DEVNULL).returncode == 0:
+        time.sleep(0.5)
+    return secs
 
 
-def demo_code(background: bool) -> str:
-    pre = "from contextsort import warmup; warmup.start_background(); " if background else ""
-    return pre + "import sys; from contextsort.cli import main; sys.exit(main(['demo', '-q', '--overwrite', '-o', 'demo']))"
+def demo_code() -> str:
+    return "import sys; from contextsort.cli import main; sys.exit(main(['demo', '-q', '--overwrite', '-o', 'demo']))"
 
 
 def main() -> None:
@@ -69,16 +74,16 @@ def main() -> None:
         for _ in range(a.repeat):
             if "background" in a.scenarios:
                 res["background_cleared_files"].append(clear_cache())
-                res["background"].append(timed(demo_code(True), out))
-                res["background_again"].append(timed(demo_code(True), out))
+                res["background"].append(timed(demo_code(), out, warmup=True))
+                res["background_again"].append(timed(demo_code(), out, warmup=True))
             if "cold" in a.scenarios:
                 res["cold_cleared_files"].append(clear_cache())
-                res["cold"].append(timed(demo_code(False), out))
-                res["warm"].append(timed(demo_code(False), out))
+                res["cold"].append(timed(demo_code(), out))
+                res["warm"].append(timed(demo_code(), out))
             if "preinstall" in a.scenarios:
                 clear_cache()
                 res["preinstall_warmup"].append(timed("from contextsort.warmup import compile_hot_loops; compile_hot_loops()", out))
-                res["preinstall"].append(timed(demo_code(False), out))
+                res["preinstall"].append(timed(demo_code(), out))
     res = {k: v for k, v in res.items() if v}
     med = {k: round(statistics.median(v), 2) for k, v in res.items()}
     print(json.dumps({
