@@ -37,23 +37,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def rss_mb() -> tuple[float, float]:
-    """(current RSS, peak RSS since the last reset) in MB, from /proc/self/status."""
-    cur = peak = 0.0
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                cur = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
-    return cur, peak
-
-
-def reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # VmHWM := current RSS
+from scale import reset_peak, rss_mb  # noqa: E402  (the same /proc readings as the scale benchmark)
 
 
 SPREAD = (1.0, 2.0)  # noise norm / centre norm, per cluster: neighbours often come from other clusters of the topic

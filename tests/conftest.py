@@ -48,3 +48,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
         for r in rows:
             fh.write(json.dumps(r) + "\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray (2 CPUs, no dashboard) for a module's `ray`-marked tests, shut down after them."""
+    pytest.importorskip("ray")
+    from contextsort.engines.ray import RaySession
+
+    with RaySession(num_cpus=2, quiet=True) as s:
+        yield s

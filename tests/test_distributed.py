@@ -105,13 +105,6 @@ def test_cli_engine_options():
 # --------------------------------------------------------------------------- Ray
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    pytest.importorskip("ray")
-    with RaySession(num_cpus=2, quiet=True) as s:  # local, no dashboard, shut down at the end
-        yield s
-
-
 @pytest.mark.ray
 def test_ray_run_on_bbc_matches_single_machine(tmp_path, ray_local, bbc_path):
     """Ray engine on BBC: counts add up, a valid permutation, quality within 5% of single-machine."""

@@ -95,15 +95,6 @@ def test_tasks_write_the_same_files_as_one_pass(small_run, tmp_path, monkeypatch
         assert n > 40 and ctx.shape == (n, 50) and np.array_equal(ctx, ra[name]) and np.array_equal(ctx, ra["numpy"]), name
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    pytest.importorskip("ray")
-    from contextsort.engines.ray import RaySession
-
-    with RaySession(num_cpus=2, quiet=True) as s:  # local, no dashboard, shut down at the end
-        yield s
-
-
 @pytest.mark.ray
 def test_ray_packs_and_writes_removed_as_tasks(ray_local, local_corpus, tmp_path):  # noqa: F811
     """Under --engine ray, packing and removed.jsonl run as Ray tasks (the manifest says so, with

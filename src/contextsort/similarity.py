@@ -146,20 +146,26 @@ def _count_nnz(tokens, start, length, bigrams, n_uni, n_features, nnz):
         nnz[i] = _distinct(buf[:m])
 
 
+@nb.njit(cache=True)
+def _put_counts(features, first, indices, data):
+    """A document's features (any order, repeats) as sorted distinct (feature, count) CSR entries from `first`."""
+    f = np.sort(features)
+    o = first - 1
+    for e in range(len(f)):
+        if e == 0 or f[e] != f[e - 1]:
+            o += 1
+            indices[o] = f[e]
+            data[o] = 1.0
+        else:
+            data[o] += 1.0
+
+
 @nb.njit(parallel=True, cache=True)
 def _fill_counts(tokens, start, length, bigrams, n_uni, n_features, indptr, indices, data):
     for i in nb.prange(len(start)):
         buf = np.empty(2 * length[i], np.int64)
         m = _id_features(tokens, start[i], length[i], bigrams, n_uni, n_features, buf)
-        f = np.sort(buf[:m])
-        o = indptr[i] - 1
-        for e in range(m):
-            if e == 0 or f[e] != f[e - 1]:
-                o += 1
-                indices[o] = f[e]
-                data[o] = 1.0
-            else:
-                data[o] += 1.0
+        _put_counts(buf[:m], indptr[i], indices, data)
 
 
 def id_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, vocab_size: int,
@@ -270,15 +276,7 @@ def _word_fill(tokens, start, length, kind, ph, pp, pl, n_features, indptr, indi
     for i in nb.prange(len(start)):
         buf = np.empty(length[i] + 1, np.int64)
         m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
-        f = np.sort(buf[:m])
-        o = indptr[i] - 1
-        for e in range(m):
-            if e == 0 or f[e] != f[e - 1]:
-                o += 1
-                indices[o] = f[e]
-                data[o] = 1.0
-            else:
-                data[o] += 1.0
+        _put_counts(buf[:m], indptr[i], indices, data)
 
 
 def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, pieces, n_features: int = N_FEATURES):
