@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -124,16 +125,19 @@ def run_dir_bytes(run: Path, docs: int) -> dict:
 def scale(a) -> dict:
     from contextsort.distributed.cluster import LocalCluster
 
-    work = Path(tempfile.mkdtemp(prefix="ds", dir=a.work))
+    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="ds"))
+    work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    corpus = synthetic_corpus(work / "synthetic.jsonl", a.docs, a.topics)
-    out: dict = {"docs": a.docs, "topics": a.topics, "corpus_seconds": round(time.perf_counter() - t, 1),
+    corpus = synthetic_corpus(work / f"synthetic_{a.docs}_{a.words}.jsonl", a.docs, a.topics, words=a.words) \
+        if not (work / f"synthetic_{a.docs}_{a.words}.jsonl").exists() else work / f"synthetic_{a.docs}_{a.words}.jsonl"
+    out: dict = {"docs": a.docs, "topics": a.topics, "words": a.words, "corpus_seconds": round(time.perf_counter() - t, 1),
                  "bytes_per_doc": round(corpus.stat().st_size / a.docs, 1),
                  "cpus_per_node": 1, "machine_cores": os.cpu_count(), "runs": {}}
     for nodes in a.nodes:
         with LocalCluster(work / f"ray{nodes}", a.port + nodes) as cluster:
             for _ in range(nodes - 1):
                 cluster.add_worker()
+            shutil.rmtree(work / f"run{nodes}", ignore_errors=True)  # a fresh run, never a resumed one
             t = time.perf_counter()
             man, peaks = cli_run(corpus, work / f"run{nodes}", "--engine", "ray", "--ray-address", cluster.address,
                                  sampler_nodes=cluster.nodes)
@@ -143,11 +147,14 @@ def scale(a) -> dict:
             "stage_seconds": {k: v["seconds"] for k, v in st.items()},
             "stage_nodes": {k: len(v["node_ids"]) for k, v in st.items()},
             "partitions": st.get("partition", {}).get("partitions", 1),
+            "tasks": {k: v.get("tasks", v.get("pieces")) for k, v in st.items() if v.get("tasks", v.get("pieces"))},
             "peak_rss_mb": peaks,
             "label_agreement": man["metrics"]["label_agreement"]["ordered"],
             "counts_add_up": man["counts"]["adds_up"],
             "run_dir_bytes_per_doc": run_dir_bytes(work / f"run{nodes}", a.docs),
         }
+        # each finished run is kept at once: a long measurement that is stopped keeps its runs
+        (work / f"scale_{a.docs}.json").write_text(json.dumps(out, indent=1))
     runs = out["runs"]
     if "1" in runs and "2" in runs:
         s1, s2 = runs["1"]["stage_seconds"], runs["2"]["stage_seconds"]
@@ -157,10 +164,11 @@ def scale(a) -> dict:
 
 
 # Stages that run as tasks on every node (the rest run in the driver, one process).
-PARALLEL_STAGES = ("embed", "neighbors", "write")
+PARALLEL_STAGES = ("ingest", "tokenize", "embed", "neighbors", "write")
 # How a stage's cost per document grows from the synthetic documents to the target's:
-# with text bytes (ingest reads them, embed and the lexical signal tokenize them, write copies them).
-BYTES_STAGES = ("ingest", "embed", "neighbors", "write")
+# with text bytes (ingest reads them, tokenize encodes them, embed pools one vector per token,
+# the lexical signal counts their words, write copies them).
+BYTES_STAGES = ("ingest", "tokenize", "embed", "neighbors", "write")
 
 
 def project(a) -> dict:
@@ -215,6 +223,7 @@ def main() -> None:
     s = sub.add_parser("scale")
     s.add_argument("--docs", type=int, default=100_000)
     s.add_argument("--topics", type=int, default=200)
+    s.add_argument("--words", type=int, default=120, help="words per synthetic document")
     s.add_argument("--nodes", type=int, nargs="+", default=[1, 2])
     for p in (q, s):
         p.add_argument("--work", default=None, help="folder for corpora and runs (default: a temp folder)")
