@@ -96,6 +96,7 @@ def test_two_node_cluster_uses_both_nodes_and_matches_local(cluster_run, corpus,
     # both nodes did the work of the distributed stages, and no other node appears
     for stage in ("embed", "neighbors"):
         assert set(st[stage]["node_ids"]) == nodes, (stage, st[stage]["node_ids"], nodes)
+    assert st["tokenize"]["tasks"] >= 2 and set(st["tokenize"]["node_ids"]) <= nodes  # ranges of the store as tasks
     assert st["order"]["walk"] == "global"  # the merged graph is small: one walk, as on one machine
     # the default signal (hybrid) was built, per partition, not replaced
     assert st["neighbors"]["similarity"] == "hybrid"

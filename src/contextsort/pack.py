@@ -40,7 +40,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numba as nb
 import numpy as np
@@ -78,7 +78,7 @@ def encode_with_separators(tok: TextTokenizer, texts: Sequence[str], bos: bool, 
     return out, seq
 
 
-def _fresh_tmp_dir(out_dir: Path) -> Path:
+def fresh_tmp_dir(out_dir: Path) -> Path:
     """An empty sibling `<out_dir>.tmp` to build into (a crashed run's leftovers removed)."""
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
@@ -87,51 +87,88 @@ def _fresh_tmp_dir(out_dir: Path) -> Path:
     return tmp
 
 
-def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, batch_bytes: int = 1 << 20,
-                   progress: Callable[[int], None] | None = None, keep: np.ndarray | None = None) -> dict:
+def encoded_batches(store, tok: TextTokenizer, start: int, stop: int, bos: bool, dtype, batch_bytes: int,
+                    keep: np.ndarray | None = None, ahead: int = ENCODE_AHEAD) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(first, end, ids, sequence lengths) of each batch of documents [start, stop), in store
+    order. `keep`: bool per document of [start, stop); the others are encoded as '' (only their
+    separators). `ahead` batches are encoded by threads while the caller handles the oldest
+    finished one (0: encoded in this thread). Batches end where `batch_stop` says, so a range
+    that starts on a batch boundary makes the batches one pass makes."""
+    def texts_of(a: int, b: int) -> list[str]:
+        if keep is None:
+            return store.texts(a, b)
+        return [store.text(i) if keep[i - start] else "" for i in range(a, b)]
+
+    def cuts():
+        a = start
+        while a < stop:
+            b = batch_stop(store, a, stop, batch_bytes)
+            yield a, b
+            a = b
+
+    if ahead <= 0:
+        for a, b in cuts():
+            yield (a, b, *encode_with_separators(tok, texts_of(a, b), bos, dtype))
+        return
+    with ThreadPoolExecutor(ahead) as pool:
+        pending: deque = deque()
+        for a, b in cuts():
+            pending.append((a, b, pool.submit(encode_with_separators, tok, texts_of(a, b), bos, dtype)))
+            if len(pending) > ahead:
+                a0, b0, fut = pending.popleft()
+                yield (a0, b0, *fut.result())
+        while pending:
+            a0, b0, fut = pending.popleft()
+            yield (a0, b0, *fut.result())
+
+
+TOKENIZE_BATCH_BYTES = 1 << 20  # text encoded at once (read at call time: tests make it small)
+
+
+def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, batch_bytes: int | None = None,
+                   progress: Callable[[int], None] | None = None, keep: np.ndarray | None = None,
+                   mapper: Callable | None = None, workers: int = 1, tokenizer_spec: str | None = None) -> dict:
     """Tokenise every document of `store` (store order) into ``out_dir/stream.bin`` with
     separators; ``doc_off.npy`` [N+1] gives each document's span in it. With `keep`, the
     other documents are not read or tokenized (their span holds only the separators).
+    Returns meta.json's content and ``tasks`` (0: one pass here).
 
-    Batches are encoded by ENCODE_AHEAD worker threads while this thread reads texts and
-    writes finished batches in store order: a tokenizer that releases the GIL (HF
+    One pass: batches are encoded by ENCODE_AHEAD worker threads while this thread reads
+    texts and writes finished batches in store order: a tokenizer that releases the GIL (HF
     `tokenizers`) encodes the next batch while the Python work of the last one (turning its
-    encodings into arrays, writing them) runs. The output does not depend on the timing."""
+    encodings into arrays, writing them) runs. The output does not depend on the timing.
+
+    With `mapper` (an engine's map) and `workers` > 1, ranges of documents are tokenized by
+    tasks, which build their own tokenizer from `tokenizer_spec` (`get_tokenizer(spec)`, the
+    spec `tok` was built from), and joined here (`tokenize_parallel`): the same files, byte
+    for byte."""
     if bos and tok.bos_id is None:
         raise ValueError(f"tokenizer {tok.name} has no BOS token: drop --bos")
+    batch_bytes = batch_bytes or TOKENIZE_BATCH_BYTES
     out_dir = Path(out_dir)
-    tmp = _fresh_tmp_dir(out_dir)
+    tmp = fresh_tmp_dir(out_dir)
     dtype = token_dtype(tok.vocab_size)
     n = len(store)
-    seq_len = np.zeros(n, dtype=np.int64)
     t0 = time.perf_counter()
+    bounds: list[tuple[int, int]] = []
+    if mapper is not None and workers > 1:
+        from .tokenize_parallel import range_bounds, tokenize_ranges
 
-    def batches():
-        start = 0
-        while start < n:
-            stop = _batch_stop(store, start, n, batch_bytes)
-            texts = store.texts(start, stop) if keep is None else [store.text(i) if keep[i] else "" for i in range(start, stop)]
-            yield start, stop, texts
-            start = stop
-
-    with open(tmp / "stream.bin", "wb") as fh, ThreadPoolExecutor(ENCODE_AHEAD) as pool:
-        pending: deque = deque()
-
-        def finish_one():
-            start, stop, fut = pending.popleft()
-            ids, seq = fut.result()
-            fh.write(ids.tobytes())
-            seq_len[start:stop] = seq
-            if progress:
-                progress(stop - start)
-
-        for start, stop, texts in batches():
-            pending.append((start, stop, pool.submit(encode_with_separators, tok, texts, bos, dtype)))
-            if len(pending) > ENCODE_AHEAD:
-                finish_one()
-        while pending:
-            finish_one()
-        fh.flush()
+        bounds = range_bounds(store, batch_bytes, workers)
+    if len(bounds) > 1:
+        if tokenizer_spec is None:
+            raise ValueError("tokenize_store: tokenizing as tasks needs `tokenizer_spec` (what get_tokenizer built `tok` from)")
+        seq_len = tokenize_ranges(store, tokenizer_spec, tmp / "stream.bin", bos, batch_bytes, bounds, keep, dtype,
+                                  mapper, progress)
+    else:
+        bounds = []
+        seq_len = np.zeros(n, dtype=np.int64)
+        with open(tmp / "stream.bin", "wb") as fh:
+            for a, b, ids, seq in encoded_batches(store, tok, 0, n, bos, dtype, batch_bytes, keep):
+                fh.write(ids.tobytes())
+                seq_len[a:b] = seq
+                if progress:
+                    progress(b - a)
     doc_off = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(seq_len, out=doc_off[1:])
     np.save(tmp / "doc_off.npy", doc_off)
@@ -146,10 +183,10 @@ def tokenize_store(store, tok: TextTokenizer, out_dir: Path, bos: bool = False, 
     if out_dir.exists():
         shutil.rmtree(out_dir)
     commit(tmp, out_dir)
-    return meta
+    return {**meta, "tasks": len(bounds)}
 
 
-def _batch_stop(store, start: int, n: int, batch_bytes: int, max_docs: int = 8192) -> int:
+def batch_stop(store, start: int, n: int, batch_bytes: int, max_docs: int = 8192) -> int:
     """End of the batch from `start`: about `batch_bytes` of text (the store knows its offsets)."""
     off = getattr(store, "txt_off", None)
     if off is None:
@@ -705,7 +742,7 @@ def pack_contexts(stream: TokenStream, order: np.ndarray, out_dir: Path, *, cont
         raise ValueError(f"pad id {pad_id} does not fit {dtype.name}")
 
     out_dir = Path(out_dir)
-    tmp = _fresh_tmp_dir(out_dir)
+    tmp = fresh_tmp_dir(out_dir)
     formats = list(dict.fromkeys(formats))
     layout = shard_layout(len(plan), L, dtype, shard_bytes)
     t1 = time.perf_counter()

@@ -39,6 +39,12 @@ def store_bos(cfg) -> bool:
     return bool(packing(cfg) and cfg.pack.tokenizer == TOKENIZER and cfg.pack.bos)
 
 
+def engine_tasks(ctx: RunContext, tokenizer_spec: str) -> dict:
+    """tokenize_store's arguments for ranges of documents as engine tasks (when the engine has
+    more than one worker; tasks build their tokenizer from the spec). `tasks` in the manifest: 0 for one pass."""
+    return {"mapper": ctx.engine.map, "workers": ctx.engine.workers(), "tokenizer_spec": tokenizer_spec}
+
+
 class TokenizeStage(Stage):
     name = "tokenize"
     consumes = ("store",)
@@ -56,8 +62,9 @@ class TokenizeStage(Stage):
         tok = get_tokenizer(TOKENIZER)
         store = DocStore(ctx.path("store"))
         with progress(len(store), "tokenize") as bar:
-            meta = tokenize_store(store, tok, ctx.path("tokens"), bos=store_bos(ctx.cfg), progress=bar.update)
-        info = {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
+            meta = tokenize_store(store, tok, ctx.path("tokens"), bos=store_bos(ctx.cfg), progress=bar.update,
+                                  **engine_tasks(ctx, TOKENIZER))
+        info = {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second", "tasks")}
         # the ids without separators: what the embedder and the lexical signal read (a BOS
         # added for packing does not change them, so it does not recompute the embeddings)
         info["artifact_fingerprints"] = {"tokens": fingerprint(tok.fingerprint, ctx.record("ingest")["content_hash"])}
@@ -87,8 +94,9 @@ class PackTokenizeStage(Stage):
         # only the documents packing will read: the kept ones (duplicates and rejects are skipped)
         keep = (np.load(ctx.path("dup_of.npy")) < 0) & np.load(ctx.path("embed_valid.npy"))
         with progress(len(store), "tokenize_pack") as bar:
-            meta = tokenize_store(store, tok, ctx.path("tokens_pack"), bos=pc.bos, progress=bar.update, keep=keep)
-        info = {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second")}
+            meta = tokenize_store(store, tok, ctx.path("tokens_pack"), bos=pc.bos, progress=bar.update, keep=keep,
+                                  **engine_tasks(ctx, pc.tokenizer))
+        info = {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second", "tasks")}
         return {**info, "documents_tokenized": int(keep.sum()), "documents_skipped": int((~keep).sum())}
 
 
