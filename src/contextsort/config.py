@@ -281,7 +281,7 @@ class PackConfig:
 class EngineConfig:
     """Where the stages run: "local" (this process) or "ray" (tasks on a Ray cluster)."""
 
-    name: str = opt("local", "--engine", "local: this process; ray: embedding, partitions and writing as Ray tasks", OneOf(("local", "ray")), fingerprint=False)
+    name: str = opt("local", "--engine", "local: this process; ray: ingest, tokenize, embedding, partitions, writing and packing as Ray tasks", OneOf(("local", "ray")), fingerprint=False)
     ray_address: str | None = opt(None, "--ray-address", "Ray cluster to join: 'auto' or HOST:PORT (default: start a local Ray)", Text(), none=True, fingerprint=False)
     workers: int | None = opt(None, "--workers", "CPUs / tasks to use with --engine ray (default: all the cluster has)", Interval(int, 1), none=True, fingerprint=False)
     partitions: int = opt(0, "--partitions", "k-means partitions for kNN, dedup and the walk (0: 1 with --engine local, max(workers, N/1M) with ray)", Interval(int, 0))
