@@ -130,7 +130,7 @@ def scale(a) -> dict:
     t = time.perf_counter()
     corpus = synthetic_corpus(work / f"synthetic_{a.docs}_{a.words}.jsonl", a.docs, a.topics, words=a.words) \
         if not (work / f"synthetic_{a.docs}_{a.words}.jsonl").exists() else work / f"synthetic_{a.docs}_{a.words}.jsonl"
-    out: dict = {"docs": a.docs, "topics": a.topics, "words": a.words, "corpus_seconds": round(time.perf_counter() - t, 1),
+    out: dict = {"docs": a.docs, "topics": a.topics, "words": a.words, "run_options": a.run_options, "corpus_seconds": round(time.perf_counter() - t, 1),
                  "bytes_per_doc": round(corpus.stat().st_size / a.docs, 1),
                  "cpus_per_node": 1, "machine_cores": os.cpu_count(), "runs": {}}
     for nodes in a.nodes:
@@ -140,7 +140,7 @@ def scale(a) -> dict:
             shutil.rmtree(work / f"run{nodes}", ignore_errors=True)  # a fresh run, never a resumed one
             t = time.perf_counter()
             man, peaks = cli_run(corpus, work / f"run{nodes}", "--engine", "ray", "--ray-address", cluster.address,
-                                 sampler_nodes=cluster.nodes)
+                                 *a.run_options.split(), sampler_nodes=cluster.nodes)
         st = man["stages"]
         out["runs"][str(nodes)] = {
             "seconds_total": round(time.perf_counter() - t, 1),
@@ -224,6 +224,10 @@ def main() -> None:
     s.add_argument("--docs", type=int, default=100_000)
     s.add_argument("--topics", type=int, default=200)
     s.add_argument("--words", type=int, default=120, help="words per synthetic document")
+    s.add_argument("--run-options", default="--partitions 4",
+                   help="options of every `contextsort run` (default: 4 partitions on any number of nodes, so that "
+                        "1 and 2 nodes do the same work; automatic partitions would give 1 node 1 partition and "
+                        "2 nodes 2 that each search both)")
     s.add_argument("--nodes", type=int, nargs="+", default=[1, 2])
     for p in (q, s):
         p.add_argument("--work", default=None, help="folder for corpora and runs (default: a temp folder)")
