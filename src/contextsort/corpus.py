@@ -1218,7 +1218,7 @@ class DocStoreWriter:
     detection), label_codes.npy (int32, -1 = none) + label_names.json.
 
     Records are buffered and stored a batch at a time (joined bytes, hashes of a whole
-    batch). Per-document state is a few fixed-size numbers in compact arrays (about 50
+    batch); `add_block` stores a RecordBlock of columns from the Arrow fast paths. Per-document state is a few fixed-size numbers in compact arrays (about 50
     bytes a document), not Python objects, so ingest memory stays small at tens of
     millions of documents. Duplicate ids are found at close() by sorting 64-bit id hashes
     (checked against the real ids, so a hash collision cannot reject a document); the
