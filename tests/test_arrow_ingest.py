@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from contextsort.arrow_ingest import json_lines_block, json_strings, parquet_batch_block
 from contextsort.parallel_ingest import ReadOptions, ingest_inputs
@@ -201,3 +203,45 @@ def test_json_strings_is_pythons_encoder():
     values = ["plain", "", "q\"uote", "back\\slash", "nl\n cr\r tab\t bs\b ff\f", "\x00\x01\x0b\x1f\x7f", "caf\u00e9 \u2028 \U0001f600", None]
     got = json_strings(pa.array(values, pa.string())).to_pylist()
     assert got == [json.dumps(v, ensure_ascii=False) for v in values]
+
+
+TRICKY_CHARS = "aZ \t\n\r\x00\x01\x1c\x1f\x7f\x85\xa0\u2028\u3000\"\\/\u00e9\u03a3\U0001f600"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.one_of(st.integers(-5, 5), st.text("ab", max_size=2)),
+                               st.text(TRICKY_CHARS, max_size=12),
+                               st.sampled_from(["x", "y", None]),
+                               st.booleans(), st.booleans()), min_size=1, max_size=30), uniform=st.booleans())
+def test_random_lines_same_store_both_ways(tmp_path, rows, uniform):
+    """Random ids (repeats included), texts of tricky characters (blank ones too), labels, ASCII or raw UTF-8;
+    `uniform`: string ids, every field in every line and non-blank texts, so the block must take the fast path."""
+    lines = []
+    for rid, text, label, ascii_only, extra in rows:
+        row = {"id": f"i{rid}" if uniform else rid, "text": "t" + text if uniform else text}
+        if label is not None or uniform:
+            row["label"] = label or "z"
+        if extra or uniform:
+            row["n"] = len(text)
+        lines.append(json.dumps(row, ensure_ascii=ascii_only).encode())
+    data = b"\n".join(lines) + b"\n"
+    if uniform:
+        assert json_lines_block(data, "f", 1, "text", "id", "label") is not None
+    path = tmp_path / f"r{abs(hash(tuple(lines))) % 10**9}.jsonl"
+    path.write_bytes(data)
+    assert_same(path, path.with_suffix(""))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(-3, 3), st.text(TRICKY_CHARS, max_size=12), st.sampled_from(["x", "y", None]),
+                               st.one_of(st.none(), st.booleans())), min_size=1, max_size=30))
+def test_random_parquet_same_store_both_ways(tmp_path, rows):
+    """Random int ids (repeats included), texts of tricky characters (blank and empty ones too), null labels and flags."""
+    table = pa.table({"id": [r[0] for r in rows], "text": [r[1] for r in rows], "label": pa.array([r[2] for r in rows], pa.string()),
+                      "flag": pa.array([r[3] for r in rows], pa.bool_())})
+    path = tmp_path / f"p{abs(hash(tuple(rows))) % 10**9}.parquet"
+    pq.write_table(table, path, row_group_size=7)
+    assert_same(path, path.with_suffix(""))
+    if all(r[1].strip() for r in rows):  # no blank text: every batch takes the fast path
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            assert parquet_batch_block(batch, "f", 1, "text", "id", "label") is not None
