@@ -13,7 +13,11 @@ int64 offset arrays, so later stages read any document by position.
 Reading is batched where it pays: JSON lines are decoded a few thousand at a time
 (one comprehension, plain good records made inline), the store takes records a batch
 at a time (joined bytes, batch hashes), and a JSONL record that needs no change is
-stored as its own input line, never encoded again. Inputs can be read in pieces
+stored as its own input line, never encoded again. With `blocks=True` (what ingest
+uses), runs of plain records skip the per-record path altogether: a block of JSON lines
+read by pyarrow.json, or a Parquet batch, becomes one RecordBlock of columns
+(arrow_ingest.py), stored with `DocStoreWriter.add_block`, with the same store files and
+rejects; any block the fast path cannot vouch for is read line by line. Inputs can be read in pieces
 (`plan_pieces`, `CorpusReader.read_piece`) and the store built in shards; see
 parallel_ingest.py.
 """
@@ -60,6 +64,8 @@ class RecordError(InputError):
     def __reduce__(self):  # raised inside Ray tasks: rebuilt from its parts
         return (RecordError, (self.source, self.line, self.field, self.reason))
 from .atomic import commit, save_npy
+from .textkey import short_hashes, text_hashes  # noqa: E402,F401  (exact-duplicate hashes; re-exported)
+from .arrow_ingest import RecordBlock, json_lines_block, parquet_batch_block  # noqa: E402  (columnar fast paths)
 
 
 @dataclass(slots=True)
@@ -334,6 +340,12 @@ def plain_line_chunks(path: Path, start: int = 0, stop: int | None = None, chunk
     `bytes.splitlines` does), and a BOM is dropped only at byte 0, so the pieces of a
     file cut after LF bytes hold, together, the whole file's lines.
     """
+    for block in plain_blocks(path, start, stop, chunk):
+        yield block.splitlines()
+
+
+def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Bytes [start, stop) of an uncompressed file as blocks of whole lines (each cut after an LF; a BOM at byte 0 dropped)."""
     with open(path, "rb") as fh:
         fh.seek(start)
         left = None if stop is None else stop - start
@@ -357,7 +369,7 @@ def plain_line_chunks(path: Path, start: int = 0, stop: int | None = None, chunk
                 first = False
                 if block.startswith(codecs.BOM_UTF8):
                     block = block[len(codecs.BOM_UTF8):]
-            yield block.splitlines()
+            yield block
 
 
 def line_batches(lines: Iterable[bytes], size: int = LINE_BATCH) -> Iterator[list[bytes]]:
@@ -554,8 +566,10 @@ class CorpusReader:
         label_field: str | None = "label",
         strict: bool = False,
         exclude: Iterable[str | os.PathLike] = (),
+        blocks: bool = False,
     ):
         self.inputs = [parse_input_spec(p) for p in paths]
+        self.blocks = blocks  # may yield RecordBlocks (arrow_ingest.py) for runs of plain good records
         self.exclude = [Path(e) for e in exclude]  # folders never read (the run directory)
         self.raw_paths = [i.path for i in self.inputs]
         self.text_field = text_field
@@ -573,18 +587,20 @@ class CorpusReader:
         for j, piece in enumerate(pieces):
             count = self.counts[piece.input]
             for item in self.read_piece(piece):
-                count.records += 1
                 if isinstance(item, Reject):
+                    count.records += 1
                     count.rejected += 1
                 else:
-                    count.documents += 1
+                    k = 1 if isinstance(item, Record) else len(item)
+                    count.records += k
+                    count.documents += k
                 yield item
             last_of_input = j + 1 == len(pieces) or pieces[j + 1].input != piece.input
             if self.strict and last_of_input and count.documents == 0:
                 raise InputError(f"{count.input}: input yielded no document ({count.records} records read)")
 
     def read_piece(self, piece: Piece) -> Iterator[Record | Reject]:
-        """The records and rejects of one piece, in order."""
+        """The records and rejects of one piece, in order (with `blocks`, runs of records may come as RecordBlocks)."""
         inp = self.inputs[piece.input]
         self._src_fields = {
             self.text_field: inp.fields.get("text", self.text_field),
@@ -721,12 +737,22 @@ class CorpusReader:
         """
         src = str(path)
         lineno = 0
-        if path.name.endswith((".gz", ".zst")):
+        compressed = path.name.endswith((".gz", ".zst"))
+        if compressed:
             batches = line_batches(record_lines(_open_text_lines(path)))
         else:
-            batches = plain_line_chunks(path, start, stop)
+            batches = plain_blocks(path, start, stop)
+        fast = self.blocks and all(s == d for d, s in self._src_fields.items())
         try:
             for lines in batches:
+                if not compressed:
+                    block = json_lines_block(lines, src, lineno + 1, self.text_field, self.id_field, self.label_field) if fast else None
+                    if block is not None:
+                        self.position += len(block)
+                        lineno += len(block)
+                        yield block
+                        continue
+                    lines = lines.splitlines()
                 yield from self._decode_lines(src, lineno + 1, lines)
                 lineno += len(lines)
         except InputError:
@@ -847,10 +873,17 @@ class CorpusReader:
                 self.position += 1
                 yield self._reject(src, r, None, reason, text_src)
             return
+        fast = self.blocks and all(s == d for d, s in self._src_fields.items())
         for g in groups:
             group_end = row + pf.metadata.row_group(g).num_rows
             try:
                 for batch in pf.iter_batches(batch_size=4096, row_groups=[g]):
+                    block = self._parquet_block(batch, src, row + 1) if fast else None
+                    if block is not None:
+                        self.position += len(block)
+                        row += len(block)
+                        yield block
+                        continue
                     bad: dict[int, str] = {}
                     names = batch.schema.names
                     columns = [_column_values(batch.column(c), name, name == text_src, bad) for c, name in enumerate(names)]
@@ -867,6 +900,13 @@ class CorpusReader:
                     row += 1
                     self.position += 1
                     yield Reject(src, row, None, reason)
+
+    def _parquet_block(self, batch, src: str, first_row: int) -> RecordBlock | None:
+        """The fast path for one batch; None (the ordinary path decides) when it does not apply or fails."""
+        try:
+            return parquet_batch_block(batch, src, first_row, self.text_field, self.id_field, self.label_field)
+        except Exception:  # a type or value the fast path did not foresee: never a reject of its own
+            return None
 
     def _parquet_rows(self, src: str, first: int, rows: list[dict], bad: dict[int, str]) -> list[Record | Reject]:
         """Rows of one Parquet batch (the first is row `first`) to Records and Rejects; plain good rows made inline."""
@@ -1048,6 +1088,11 @@ class FieldTypes:
                     if len(pending) >= self.BATCH:
                         self._type_nested(key)
 
+    def add_kinds(self, kinds: dict[str, set[str]]) -> None:
+        """Note the kinds of flat fields seen in a block of records (field order kept), as `add_many` would."""
+        for key, ks in kinds.items():
+            self.kinds.setdefault(key, set()).update(ks)
+
     def merge(self, other: "FieldTypes") -> None:
         """Add what another FieldTypes saw (a shard's): kinds united, Arrow types unified."""
         for key in list(self._pending):
@@ -1155,41 +1200,6 @@ def id_hashes(keys: list[str]) -> np.ndarray:
     return np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, keys)), dtype=np.uint64, count=len(keys))
 
 
-def short_hashes(keys: list[bytes]) -> np.ndarray:
-    """uint64 (blake2b, 8 bytes, little-endian) of each byte string."""
-    blake = hashlib.blake2b
-    return np.frombuffer(b"".join([blake(k, digest_size=8).digest() for k in keys]), dtype="<u8").astype(np.uint64)
-
-
-# ASCII texts normalised with bytes.translate: str.split()'s ASCII whitespace (\x1c-\x1f are
-# whitespace to Python too) to a space, A-Z to a-z
-_NORMALISE_ASCII = bytes(32 if chr(c).isspace() else c + 32 if 65 <= c <= 90 else c for c in range(256))
-
-
-def text_hashes(texts: list[str]) -> np.ndarray:
-    """uint64 hash of each text's normalised form, `" ".join(text.split()).lower()` (exact duplicates).
-
-    ASCII texts are normalised together, joined by NUL bytes (whitespace to one space by
-    translate and replace, A-Z lowered), then cut apart; others one by one by Python's rules.
-    """
-    keys: list[bytes] = [b""] * len(texts)
-    ascii_at = [i for i, t in enumerate(texts) if t.isascii()]
-    joined = b"\0".join([texts[i].encode("ascii") for i in ascii_at])
-    if joined.count(b"\0") != len(ascii_at) - 1:  # a text holds a NUL: one by one
-        ascii_at = []
-    else:
-        norm = joined.translate(_NORMALISE_ASCII)
-        while b"  " in norm:
-            norm = norm.replace(b"  ", b" ")
-        for i, part in zip(ascii_at, norm.split(b"\0")):
-            keys[i] = part.strip(b" ")
-    done = set(ascii_at)
-    for i, t in enumerate(texts):
-        if i not in done:
-            keys[i] = " ".join(t.split()).lower().encode("utf-8", errors="surrogatepass")
-    return short_hashes(keys)
-
-
 def _append(arr, values: np.ndarray) -> None:
     """Append a numpy array to an array.array of the same item type."""
     arr.frombytes(np.ascontiguousarray(values, dtype=np.dtype(arr.typecode)).tobytes())
@@ -1208,7 +1218,7 @@ class DocStoreWriter:
     detection), label_codes.npy (int32, -1 = none) + label_names.json.
 
     Records are buffered and stored a batch at a time (joined bytes, hashes of a whole
-    batch). Per-document state is a few fixed-size numbers in compact arrays (about 50
+    batch); `add_block` stores a RecordBlock of columns from the Arrow fast paths. Per-document state is a few fixed-size numbers in compact arrays (about 50
     bytes a document), not Python objects, so ingest memory stays small at tens of
     millions of documents. Duplicate ids are found at close() by sorting 64-bit id hashes
     (checked against the real ids, so a hash collision cannot reject a document); the
@@ -1271,18 +1281,8 @@ class DocStoreWriter:
         _append(self._txt_off, self._txt_off[-1] + np.cumsum(np.fromiter(map(len, tbs), np.int64, len(tbs))))
         _append(self._hashes, text_hashes(texts))
         _append(self._id_hash, id_hashes(id_keys([r.id for r in recs])))
-        codes = np.full(len(recs), -1, dtype=np.int32)
-        if self.label_field:
-            labels = [r.fields.get(self.label_field) for r in recs]
-            at = [k for k, v in enumerate(labels) if v is not None]
-            index = self._label_index
-            for k, key in zip(at, id_keys([labels[k] for k in at])):
-                code = index.get(key)
-                if code is None:
-                    code = index[key] = len(self._label_names)
-                    self._label_names.append(labels[k])
-                codes[k] = code
-        _append(self._label_code, codes)
+        labels = [r.fields.get(self.label_field) for r in recs] if self.label_field else None
+        _append(self._label_code, self._label_codes(labels, len(recs)))
         for src in dict.fromkeys(r.source for r in recs):
             if src not in self._source_index:
                 self._source_index[src] = len(self._sources)
@@ -1295,6 +1295,51 @@ class DocStoreWriter:
                 self._position_value.append(r.id)
         self.field_types.add_many([r.fields for r in recs])
         self.n += len(recs)
+
+    def _label_codes(self, labels: list | None, n: int) -> np.ndarray:
+        """int32 code of each label (-1: none), new labels numbered in order of first appearance."""
+        if labels is None:
+            return np.full(n, -1, dtype=np.int32)
+        local: dict[str, tuple[int, object]] = {}  # key -> (index, first label with that key)
+        index = [-1 if v is None else local.setdefault(k, (len(local), v))[0] for v, k in zip(labels, id_keys(labels))]
+        return self._global_codes([v for _, v in local.values()], np.asarray(index, dtype=np.int32))
+
+    def _global_codes(self, distinct: list, local: np.ndarray) -> np.ndarray:
+        """Store codes for a batch's labels: `distinct` labels (first-appearance order), `local` index into it per record (-1: none)."""
+        if not distinct:
+            return np.full(len(local), -1, dtype=np.int32)
+        remap = np.empty(len(distinct) + 1, dtype=np.int32)
+        remap[-1] = -1
+        for j, (key, label) in enumerate(zip(id_keys(distinct), distinct)):
+            code = self._label_index.get(key)
+            if code is None:
+                code = self._label_index[key] = len(self._label_names)
+                self._label_names.append(label)
+            remap[j] = code
+        return remap[local]
+
+    def add_block(self, block) -> None:
+        """Store a RecordBlock (arrow_ingest.py): the same files as `add` of each of its records, without a Python object per record."""
+        self._flush()
+        n = len(block)
+        if n == 0:
+            return
+        self._rec.write(block.records)
+        self._content.update(block.records)
+        _append(self._rec_off, self._rec_off[-1] + np.cumsum(block.record_lengths))
+        self._txt.write(block.text_data)
+        _append(self._txt_off, self._txt_off[-1] + block.text_offsets[1:])
+        _append(self._hashes, block.text_hash)
+        _append(self._id_hash, id_hashes(id_keys(block.ids)))
+        _append(self._label_code, self._global_codes(block.labels, block.label_index) if self.label_field else
+                np.full(n, -1, dtype=np.int32))
+        if block.source not in self._source_index:
+            self._source_index[block.source] = len(self._sources)
+            self._sources.append(block.source)
+        _append(self._source, np.full(n, self._source_index[block.source], dtype=np.uint32))
+        _append(self._line, block.first_line + np.arange(n, dtype=np.int64))
+        self.field_types.add_kinds(block.kinds)
+        self.n += n
 
     @property
     def content_hash(self) -> str:

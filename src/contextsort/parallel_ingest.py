@@ -35,6 +35,7 @@ from .corpus import (
     InputCount,
     InputError,
     Piece,
+    RecordBlock,
     RecordError,
     Reject,
     parse_input_spec,
@@ -55,6 +56,7 @@ class ReadOptions:
     id_field: str = "id"
     label_field: str | None = "label"
     strict: bool = False
+    columnar: bool = True  # runs of plain records through the Arrow fast paths (arrow_ingest.py); same store either way
 
 
 @dataclass
@@ -90,13 +92,17 @@ def ingest_piece(spec: str, piece: Piece, opts: ReadOptions, shard_dir: str) -> 
 
     Returns the records and lines it read, and in strict mode its first bad record.
     """
-    reader = CorpusReader([spec], opts.text_field, opts.id_field, opts.label_field, opts.strict)
+    reader = CorpusReader([spec], opts.text_field, opts.id_field, opts.label_field, opts.strict, blocks=opts.columnar)
     writer = DocStoreWriter(Path(shard_dir), opts.label_field, opts.id_field)
     rejects: list[dict] = []
     records = 0
     error = None
     try:
         for item in reader.read_piece(piece):
+            if isinstance(item, RecordBlock):
+                records += len(item)
+                writer.add_block(item)
+                continue
             records += 1
             if isinstance(item, Reject):
                 rejects.append(item.to_json())
@@ -189,12 +195,20 @@ def ingest_here(inputs: list[str], store_dir: Path, opts: ReadOptions = ReadOpti
                 source_name: Callable[[str], str] | None = None, progress: Callable[[int], None] | None = None) -> IngestResult:
     """The whole input read in this process straight into the store, file by file (no shards to
     write and join): what one worker does, with the same store, rejects and counts."""
-    reader = CorpusReader(inputs, opts.text_field, opts.id_field, opts.label_field, opts.strict, exclude=exclude)
+    reader = CorpusReader(inputs, opts.text_field, opts.id_field, opts.label_field, opts.strict, exclude=exclude, blocks=opts.columnar)
     writer = DocStoreWriter(Path(store_dir), opts.label_field, opts.id_field)
     name = source_name or (lambda s: s)
     rejects: list[Reject] = []
     n = 0
     for item in reader:
+        if isinstance(item, RecordBlock):
+            if source_name is not None:
+                item.source = name(item.source)
+            writer.add_block(item)
+            if progress is not None and (n + len(item)) // 4096 > n // 4096:
+                progress(((n + len(item)) // 4096 - n // 4096) * 4096)
+            n += len(item)
+            continue
         n += 1
         if isinstance(item, Reject):
             item.source = name(item.source)

@@ -1,0 +1,83 @@
+"""Where the JSONL fast path's time goes: its steps on each 4 MB block, timed one by one.
+
+The steps of `arrow_ingest.json_lines_block` and the store's hashes, done by hand on the
+blocks of one file (the store's writes are not in it). Prints JSON: seconds per step
+(median of `--repeats` passes over the file) and each step's share of the loop.
+
+    PYTHONPATH=src python benchmarks/ingest_stages.py CORPUS.jsonl
+(CORPUS.jsonl: e.g. the corpus `benchmarks/ingest.py --work DIR` leaves in DIR)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from contextsort import arrow_ingest as ai
+from contextsort.corpus import id_hashes, id_keys, plain_blocks
+from contextsort.textkey import ascii_keys, short_hashes, unicode_keys
+
+
+def one_pass(path: str) -> dict[str, float]:
+    acc: dict[str, float] = {}
+    clock = time.perf_counter
+
+    def step(name: str, t0: float) -> float:
+        acc[name] = acc.get(name, 0.0) + clock() - t0
+        return clock()
+
+    t = clock()
+    for block in plain_blocks(path):
+        t = step("read", t)
+        ai.valid_utf8(block)
+        block.count(b"\n")
+        block.count(b"}\n{")
+        t = step("fast_path_checks", t)
+        table = pj.read_json(pa.py_buffer(block), read_options=pj.ReadOptions(block_size=len(block) // 2 + 2))
+        t = step("pyarrow_read_json", t)
+        for c in table.columns:
+            ai.field_kinds(c)
+        text = table.column("text").combine_chunks()
+        pc.any(pc.invert(pc.match_substring_regex(text, "[!-~]")))
+        lab = table.column("label").combine_chunks()
+        pc.index_in(lab, value_set=pc.unique(lab))
+        ai.string_buffers(text)
+        np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+        t = step("kinds_blank_labels_offsets", t)
+        tx = text.cast(pa.large_string())
+        flags = pc.string_is_ascii(tx)
+        at = tx.filter(flags)
+        joined, _ = ai.string_buffers(pc.binary_join_element_wise(at, ai.large("\0"), ai.large("")))
+        keys = ascii_keys(joined[:-1], len(at))
+        t = step("normalise_ascii_texts", t)
+        others = unicode_keys(tx.filter(pc.invert(flags)).to_pylist())
+        t = step("normalise_other_texts", t)
+        short_hashes(keys)
+        short_hashes(others)
+        t = step("blake2b", t)
+        id_hashes(id_keys(table.column("id").to_pylist()))
+        t = step("ids", t)
+    return acc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("jsonl")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    runs = [one_pass(args.jsonl) for _ in range(args.repeats)]
+    sec = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    total = sum(sec.values())
+    print(json.dumps({"seconds": {k: round(v, 4) for k, v in sec.items()}, "total": round(total, 4),
+                      "share": {k: round(v / total, 3) for k, v in sec.items()}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

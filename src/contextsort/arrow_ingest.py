@@ -1,0 +1,306 @@
+"""Columnar fast paths of ingest: a block of JSON lines read by `pyarrow.json`, a Parquet
+record batch taken as Arrow columns, each turned into one `RecordBlock` for the store
+writer, with no Python object per document beyond its id, label and text.
+
+A fast path only says yes when its result is exactly what the line-by-line reader
+(corpus.py) would store for the same input, and nothing would be rejected; otherwise it
+returns None and the caller reads the block the ordinary way, so every reject rule holds.
+The JSON-lines block must be plain: every line one JSON object starting with '{' and ending
+with '}' (no blank line, no CR, no raw control byte), every line holding every field with
+a non-null value of a flat type (string, integer within 2**53, bool); and the text
+non-blank. pyarrow itself refuses duplicate keys, invalid UTF-8, raw control characters
+in strings and lone surrogate escapes (tests/test_arrow_ingest.py checks each against the
+ordinary reader). Numbers with a fraction or exponent, nested values, nulls and missing
+fields take the ordinary path (their Python kinds cannot be read off an Arrow type).
+Such a block stores its input lines as they are, as the ordinary reader does.
+
+A Parquet batch is fast when its columns are strings (valid UTF-8), integers or bools,
+the text column has no null and no blank value, and the id column has no null; the
+records are then encoded as JSON column by column (`json_strings`), byte for byte what
+Python's `json.dumps(..., ensure_ascii=False)` gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .textkey import ascii_keys, short_hashes, text_hashes, unicode_keys
+
+INT53 = 1 << 53
+
+
+@dataclass
+class RecordBlock:
+    """Consecutive accepted records as columns: what DocStoreWriter.add_block stores.
+
+    `records` holds each record's JSON line, each ending in LF (`record_lengths` counts
+    them, LF included); `text_data` the UTF-8 texts back to back (`text_offsets`, N+1,
+    from 0); `labels` the distinct labels in order of first appearance and `label_index`
+    each record's (-1: none); `kinds` the value kinds of each field, in field order.
+    """
+
+    source: str
+    first_line: int  # line (JSON lines) or row (Parquet) number of the first record
+    ids: list
+    text_hash: np.ndarray
+    text_data: bytes
+    text_offsets: np.ndarray
+    records: bytes
+    record_lengths: np.ndarray
+    labels: list
+    label_index: np.ndarray
+    kinds: dict
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def string_buffers(arr) -> tuple[bytes, np.ndarray]:
+    """The bytes of a (large_)string / (large_)binary Arrow array's values back to back, and offsets (N+1, from 0)."""
+    import pyarrow as pa
+
+    _, offsets, data = arr.buffers()
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    off = np.frombuffer(offsets, dtype=np.int64 if large else np.int32)[arr.offset: arr.offset + len(arr) + 1].astype(np.int64)
+    start, stop = int(off[0]), int(off[-1])
+    body = data.slice(start, stop - start).to_pybytes() if data is not None and stop > start else b""
+    return body, off - start
+
+
+def valid_utf8(data: bytes) -> bool:
+    """Is `data` valid UTF-8? (Arrow's validation, without making a Python string.)"""
+    import pyarrow as pa
+
+    if data.isascii():
+        return True
+    one = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)), pa.py_buffer(data)])
+    try:
+        one.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def field_kinds(col) -> set | None:
+    """The kinds (FieldTypes' names) Python values of a flat Arrow column have; None for a type this path leaves alone."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    nulls = col.null_count
+    if pa.types.is_null(t):
+        return {"null"}
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_timestamp(t):
+        base = "str"
+    elif pa.types.is_boolean(t):
+        base = "bool"
+    elif pa.types.is_integer(t) and not pa.types.is_uint64(t):
+        mm = pc.min_max(col)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        if lo is not None and (lo < -INT53 or hi > INT53):
+            return None
+        base = "int"
+    else:
+        return None
+    return ({"null"} if nulls else set()) | ({base} if nulls < len(col) else set())
+
+
+def json_lines_block(block: bytes, source: str, first_line: int, text_field: str, id_field: str,
+                     label_field: str | None) -> RecordBlock | None:
+    """A block of whole JSON lines (each ending in LF, the last maybe not) as a RecordBlock, or None.
+
+    None whenever the ordinary reader might store or reject anything differently.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    if not block or b"\r" in block or not block.startswith(b"{"):
+        return None
+    ends_with_lf = block.endswith(b"\n")
+    body = block[:-1] if ends_with_lf else block
+    n = body.count(b"\n") + 1
+    # every line '{...}' (so no blank line); a raw control byte other than TAB (JSON whitespace to
+    # Python too) and LF is refused by pyarrow, in strings and between tokens alike (tested)
+    if body.count(b"}\n{") != n - 1 or not body.endswith(b"}"):
+        return None
+    if not valid_utf8(block):  # pyarrow.json does not check UTF-8 inside strings
+        return None
+    table = None
+    for size in (max(1 << 20, len(block) // 2 + 2), len(block) + 2):  # blocks for 2 threads; one if a line is longer
+        try:
+            table = pj.read_json(pa.py_buffer(block), read_options=pj.ReadOptions(block_size=size))
+            break
+        except Exception:  # pyarrow refuses the block (a bad line): the ordinary path
+            if size > len(block):
+                return None
+    if table.num_rows != n:  # a line held more than one object
+        return None
+    names = table.column_names
+    if text_field not in names or id_field not in names:
+        return None
+    kinds: dict[str, set] = {}
+    for name in names:
+        col = table.column(name)
+        k = field_kinds(col)
+        if k is None or col.null_count:
+            return None
+        kinds[name] = k
+    return finish_block(table, source, first_line, text_field, id_field, label_field, kinds,
+                        block if ends_with_lf else block + b"\n", None)
+
+
+def finish_block(table, source: str, first_line: int, text_field: str, id_field: str, label_field: str | None,
+                 kinds: dict, records: bytes, record_lengths: np.ndarray | None) -> RecordBlock | None:
+    """The text, id and label columns of a checked table into a RecordBlock (None: a blank text, or a column this path leaves alone)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = table.column(text_field).combine_chunks()
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)) or text.null_count:
+        return None
+    ids_col = table.column(id_field)
+    if ids_col.null_count or not kinds[id_field] <= {"str", "int", "bool"} or pa.types.is_timestamp(ids_col.type):
+        return None
+    # blank texts: only a text with no visible ASCII character can be one; those few are checked by Python's rules
+    maybe_blank = pc.invert(pc.match_substring_regex(text, "[!-~]"))
+    if pc.any(maybe_blank).as_py() and any(not t.strip() for t in text.filter(maybe_blank).to_pylist()):
+        return None  # the ordinary path rejects it
+    labels: list = []
+    label_index = np.full(len(text), -1, dtype=np.int32)
+    if label_field and label_field in table.column_names:
+        lab = table.column(label_field).combine_chunks()
+        if pa.types.is_timestamp(lab.type):
+            return None
+        distinct = pc.unique(lab).drop_null()  # in order of first appearance
+        labels = distinct.to_pylist()
+        label_index = pc.fill_null(pc.index_in(lab, value_set=distinct), -1).to_numpy(zero_copy_only=False).astype(np.int32)
+    data, offsets = string_buffers(text)
+    if record_lengths is None:  # JSON lines: each line ends at an LF
+        ends = np.flatnonzero(np.frombuffer(records, dtype=np.uint8) == 10) + 1
+        record_lengths = np.diff(ends, prepend=0)
+    return RecordBlock(source, first_line, ids_col.to_pylist(), text_hashes_arrow(text), data, offsets, records,
+                       record_lengths, labels, label_index, kinds)
+
+
+def text_hashes_arrow(text) -> np.ndarray:
+    """`textkey.text_hashes` of a string array without nulls: ASCII values joined by Arrow, the others by Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = text.cast(pa.large_string())
+    flags = pc.string_is_ascii(text)
+    out = np.empty(len(text), dtype=np.uint64)
+    n_ascii = pc.sum(flags).as_py() or 0
+    if n_ascii == 0:
+        return text_hashes(text.to_pylist())
+    ascii_text = text if n_ascii == len(text) else text.filter(flags)
+    joined, _ = string_buffers(pc.binary_join_element_wise(ascii_text, large("\0"), large("")))
+    keys = ascii_keys(joined[:-1], len(ascii_text))
+    if keys is None:  # a text holds a NUL
+        return text_hashes(text.to_pylist())
+    if n_ascii == len(text):
+        return short_hashes(keys)
+    mask = flags.to_numpy(zero_copy_only=False)
+    out[mask] = short_hashes(keys)
+    out[~mask] = short_hashes(unicode_keys(text.filter(pc.invert(flags)).to_pylist()))
+    return out
+
+
+def large(s: str):
+    """A large_string scalar (Arrow's string kernels want one type for every argument)."""
+    import pyarrow as pa
+
+    return pa.scalar(s, pa.large_string())
+
+
+_NOT_CONTROL = bytes(c for c in range(256) if not (1 <= c <= 7 or c == 11 or 14 <= c <= 31))  # deleted: what is left are the controls
+
+
+def json_strings(col):
+    """Each value of a string column as a JSON string (`json.dumps(v, ensure_ascii=False)`), nulls as `null`; large_string.
+
+    The values are escaped together: joined with NUL bytes (a value holding a NUL is
+    encoded alone), escaped by `bytes.replace`, and cut apart again.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from json.encoder import encode_basestring
+
+    col = col.cast(pa.large_string())
+    filled = pc.fill_null(col, "") if col.null_count else col
+    data, offsets = string_buffers(filled)
+    if b"\0" in data:
+        quoted = pa.array([encode_basestring(v) for v in filled.to_pylist()], pa.large_string())
+    else:
+        joined = pc.binary_join_element_wise(filled, large("\0"), large(""))
+        buf, _ = string_buffers(joined)
+        for a, b in ((b"\\", b"\\\\"), (b'"', b'\\"'), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t"), (b"\x08", b"\\b"),
+                     (b"\x0c", b"\\f")):
+            if a in buf:
+                buf = buf.replace(a, b)
+        for c in sorted(set(buf.translate(None, _NOT_CONTROL))):  # the rare other control bytes, each as \u00XX
+            buf = buf.replace(bytes([c]), b"\\u%04x" % c)
+        parts = buf.split(b"\0")[:-1]
+        quoted = pc.binary_join_element_wise(large('"'), pa.array(parts, pa.large_binary()).cast(pa.large_string()), large('"'), large(""))
+    if col.null_count:
+        quoted = pc.if_else(pc.is_null(col), large("null"), quoted)
+    return quoted
+
+
+def json_values(col):
+    """Each value of a flat column as JSON text (what Python's JSON encoder writes for its Python value); large_string."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if pa.types.is_null(t):
+        return pa.array(["null"] * len(col), pa.large_string())
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return json_strings(col)
+    if pa.types.is_boolean(t):
+        out = pc.if_else(col, large("true"), large("false"))
+    else:  # integers: decimal digits, as int.__repr__
+        out = pc.cast(col, pa.large_string())
+    return pc.fill_null(out, large("null")) if col.null_count else out
+
+
+def parquet_batch_block(batch, source: str, first_row: int, text_field: str, id_field: str,
+                        label_field: str | None) -> RecordBlock | None:
+    """One Parquet record batch as a RecordBlock, or None when the ordinary reader might store or reject anything differently."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from json.encoder import encode_basestring
+
+    names = batch.schema.names
+    if len(set(names)) != len(names) or text_field not in names or id_field not in names or batch.num_rows == 0:
+        return None
+    kinds: dict[str, set] = {}
+    for name, col in zip(names, batch.columns):
+        k = field_kinds(col)
+        if k is None:
+            return None
+        if pa.types.is_timestamp(col.type):
+            return None
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            try:
+                col.validate(full=True)  # Arrow does not check UTF-8 when reading Parquet
+            except Exception:
+                return None
+        kinds[name] = k
+    parts: list = ["{"]
+    for j, (name, col) in enumerate(zip(names, batch.columns)):
+        parts.append(("" if j == 0 else ", ") + encode_basestring(name) + ": ")
+        parts.append(json_values(col))
+    parts.append("}\n")
+    merged: list = []  # adjacent literals joined
+    for p in parts:
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        else:
+            merged.append(p)
+    lines = pc.binary_join_element_wise(*[large(p) if isinstance(p, str) else p for p in merged], large(""))
+    records, rec_off = string_buffers(lines)
+    table = pa.Table.from_batches([batch])
+    return finish_block(table, source, first_row, text_field, id_field, label_field, kinds, records, np.diff(rec_off))
