@@ -98,7 +98,7 @@ def test_every_section_with_data_is_there(bbc_packed, bbc_report):
     c = manifest["counts"]
     for key in ("records_read", "kept", "duplicates", "rejected"):
         assert f'<div class="num">{c[key]:,}</div>' in bbc_report
-    assert 'alt="label transition heatmap"' in bbc_report  # labels exist: the heatmap and the label column
+    assert 'aria-label="label transition heatmap"' in bbc_report  # labels exist: the heatmap and the label column
     assert "<th>label</th>" in bbc_report
     info = json.loads((bbc_packed / "packed" / "pack.json").read_text())
     assert f"<td>contexts</td><td>{info['counts']['contexts']:,}</td>" in bbc_report

@@ -53,7 +53,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int =
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").is_file():
         raise ReportError(f"{run_dir}: not a contextsort run (no manifest.json)")
-    plt = _pyplot()
+    matplotlib = load_matplotlib()
     run = RunView(run_dir, json.loads((run_dir / "manifest.json").read_text()), seed)
     sections = [
         ("summary", "Summary", summary_section),
@@ -65,10 +65,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int =
         ("probe", "Probe", probe_section),
     ]
     parts = []
-    for anchor, title, build in sections:
-        body = build(run, plt)
-        if body is not None:
-            parts.append((anchor, title, body))
+    with matplotlib.rc_context(STYLE):  # the report's style, without changing the caller's rcParams
+        for anchor, title, build in sections:
+            body = build(run)
+            if body is not None:
+                parts.append((anchor, title, body))
     page = render_page(run, parts)
     path = Path(out) if out is not None else run_dir / "report.html"
     tmp = path.with_name(path.name + ".tmp")
@@ -80,8 +81,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int =
     return path
 
 
-def _pyplot():
-    """matplotlib.pyplot with the non-interactive Agg backend, or ReportUnavailable."""
+STYLE = {
+    "figure.dpi": 100, "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25, "svg.hashsalt": "contextsort",
+    "axes.titley": 1.0,  # a fixed title position: placing it automatically measured every tick label
+}
+
+
+def load_matplotlib():
+    """matplotlib (its object-oriented API and the Agg canvas; pyplot is never imported), or ReportUnavailable."""
     try:
         import matplotlib
     except ImportError:
@@ -89,14 +97,39 @@ def _pyplot():
             "the HTML report needs matplotlib: pip install 'contextsort[report]' "
             "(then: contextsort report RUN_DIR)"
         ) from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    return matplotlib
 
-    plt.rcParams.update({
-        "figure.dpi": 100, "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False,
-        "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25, "svg.hashsalt": "contextsort",
-    })
-    return plt
+
+def new_figure(size: tuple[float, float], margins: tuple[float, float, float, float], ncols: int = 1, gap: float = 0.0):
+    """A figure of `size` inches with `ncols` axes side by side; returns (figure, axes or the one axes).
+
+    margins (left, bottom, right, top) and the gap between axes are in inches, fixed: a layout
+    engine (constrained layout) measured every label's extent and took half of the drawing time.
+    """
+    from matplotlib.figure import Figure
+
+    w, h = size
+    left, bottom, right, top = margins
+    fig = Figure(figsize=size)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    width = (w - left - right - gap * (ncols - 1)) / ncols
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, wspace=gap / width)
+    return fig, (axes[0] if ncols == 1 else axes)
+
+
+def log_y(ax) -> None:
+    """A log y axis labelled 1, 10, 100... in plain text (the default 10^n labels go through the slow mathtext parser)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def colormap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
 
 
 # --------------------------------------------------------------------------------------
@@ -263,11 +296,12 @@ def kv_table(items: list[tuple[str, object]]) -> str:
     return table([[esc(k), fmt(v)] for k, v in items], cls="kv")
 
 
-def figure(plt, fig, alt: str) -> str:
-    """The figure as an embedded PNG (closed afterwards)."""
+def figure(fig, alt: str) -> str:
+    """The figure as an embedded PNG, drawn on an Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
+    FigureCanvasAgg(fig).print_png(buf, metadata={"Software": None})
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
@@ -275,6 +309,33 @@ def figure(plt, fig, alt: str) -> str:
 def note(text: str) -> str:
     """A grey explanatory paragraph; `text` is HTML."""
     return f'<p class="note">{text}</p>'
+
+
+BAR_PX = 300  # width of the longest bar of an HTML bar chart
+
+
+def bar_chart(title: str, rows: list[tuple[str, float, str]], colours: list[str] | None = None) -> str:
+    """Horizontal bars (name, value, value as text) as an HTML table: no plot to draw for a few numbers."""
+    top = max((v for _, v, _ in rows), default=0.0) or 1.0
+    colours = colours or ["#4c72b0"] * len(rows)
+    body = [[esc(name), f'<span class="hbar" style="width:{max(0.0, v) / top * BAR_PX:.0f}px;background:{c}"></span>{esc(text)}']
+            for (name, v, text), c in zip(rows, colours)]
+    return f"<h3>{esc(title)}</h3>" + table(body, cls="bars")
+
+
+def heatmap(m: np.ndarray, ticks: list[str], caption: str) -> str:
+    """A matrix of shares in [0, 1] as an HTML table, each cell shaded white to dark blue (rows: `ticks`, columns too)."""
+    light, dark = np.array([247, 251, 255]), np.array([8, 48, 107])
+    head = "<tr><th>this ↓ · next →</th>" + "".join(f"<th>{esc(t)}</th>" for t in ticks) + "</tr>"
+    rows = []
+    for t, row in zip(ticks, m):
+        cells = []
+        for v in row:
+            r, g, b = (light + (dark - light) * min(1.0, max(0.0, float(v)))).round().astype(int)
+            cells.append(f'<td style="background:rgb({r},{g},{b});color:{"#fff" if v > 0.55 else "#222"}">{v:.2f}</td>')
+        rows.append(f"<tr><th>{esc(t)}</th>{''.join(cells)}</tr>")
+    return (f'<table class="heat" aria-label="{esc(caption)}"><caption>{esc(caption)}: label of a document (rows), '
+            f"label of the next document (columns)</caption><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def flatten(d: object, prefix: str = "") -> dict[str, object]:
@@ -341,7 +402,7 @@ def counts_of(run: RunView) -> dict:
     return c
 
 
-def summary_section(run: RunView, plt) -> str:
+def summary_section(run: RunView) -> str:
     m = run.manifest
     c = counts_of(run)
     names = [("records_read", "read"), ("kept", "kept"), ("duplicates", "duplicates"), ("rejected", "rejected"),
@@ -378,16 +439,9 @@ def summary_section(run: RunView, plt) -> str:
     stages = {k: v.get("seconds") for k, v in (m.get("stages") or {}).items() if isinstance(v, dict) and v.get("seconds") is not None}
     cols = []
     if stages:
-        fig, ax = plt.subplots(figsize=(5.2, 0.35 * len(stages) + 0.8), layout="constrained")
-        names_ = list(stages)[::-1]
-        ax.barh(names_, [stages[k] for k in names_], color="#4c72b0")
-        for y, k in enumerate(names_):
-            ax.text(stages[k], y, f" {stages[k]:.2f}s", va="center", fontsize=8)
-        ax.set_xlabel("seconds")
         total = m.get("seconds_total")
-        ax.set_title("stage times" + (f" (run total {total:.1f}s)" if total else ""))
-        ax.grid(axis="y", visible=False)
-        cols.append(figure(plt, fig, "bar chart of the time each stage took"))
+        cols.append(bar_chart("stage times" + (f" (run total {total:.1f}s)" if total else ""),
+                              [(k, v, f"{v:.2f}s") for k, v in stages.items()]))
     changes = config_changes(m.get("config") or {})
     side = ("<h3>Config that differs from the defaults</h3>"
             + (table([[f"<code>{esc(k)}</code>", fmt(v), fmt(d)] for k, v, d in changes], ["option", "value", "default"])
@@ -416,7 +470,7 @@ def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     return (c[window:] - c[:-window]) / window
 
 
-def order_section(run: RunView, plt) -> str | None:
+def order_section(run: RunView) -> str | None:
     s = run.adjacent
     if s is None or len(s) == 0:
         return None
@@ -433,7 +487,7 @@ def order_section(run: RunView, plt) -> str | None:
         + (f" {int((steps == 0).sum()):,} steps are jumps (no edge of the kNN graph)." if steps is not None else "")
     )]
     # rolling mean along the order, jumps as ticks
-    fig, ax = plt.subplots(figsize=(10.5, 3.0), layout="constrained")
+    fig, ax = new_figure((10.5, 3.0), (0.65, 0.85, 0.15, 0.3))
     window = max(1, n // 100)
     roll = rolling_mean(s, window)
     x = np.arange(len(roll)) + window / 2
@@ -451,21 +505,21 @@ def order_section(run: RunView, plt) -> str | None:
     ax.set_xlabel("position in the order")
     ax.set_ylabel("cosine to the previous document")
     ax.set_title("similarity of consecutive documents along the order")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7.5, ncol=4, frameon=False, markerscale=4)
-    parts.append(figure(plt, fig, "similarity of consecutive documents along the order, with jumps marked"))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=7.5, ncol=4, frameon=False, markerscale=4)
+    parts.append(figure(fig, "similarity of consecutive documents along the order, with jumps marked"))
 
     cols = []
-    fig, ax = plt.subplots(figsize=(5.2, 3.0), layout="constrained")
+    fig, ax = new_figure((5.2, 3.0), (0.75, 0.45, 0.15, 0.3))
     k = min(n, PLOT_SAMPLE)
     pick = rng.choice(n, k, replace=False) if n > k else slice(None)
     bins = np.linspace(min(s.min(), r.min()), max(s.max(), r.max()) + 1e-9, 60)
-    ax.hist(r[pick], bins=bins, alpha=0.6, color="#c44e52", label="random pairs")
-    ax.hist(s[pick], bins=bins, alpha=0.6, color="#1f5fa8", label="consecutive in the order")
+    ax.hist(r[pick], bins=bins, alpha=0.6, color="#c44e52", label="random pairs", histtype="stepfilled")
+    ax.hist(s[pick], bins=bins, alpha=0.6, color="#1f5fa8", label="consecutive in the order", histtype="stepfilled")
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("pairs")
     ax.set_title("consecutive pairs vs random pairs")
     ax.legend(fontsize=7)
-    cols.append(figure(plt, fig, "histogram of consecutive-pair similarity beside random pairs"))
+    cols.append(figure(fig, "histogram of consecutive-pair similarity beside random pairs"))
 
     if run.graph is not None:
         graph, local = run.graph
@@ -476,25 +530,18 @@ def order_section(run: RunView, plt) -> str | None:
         else:
             bound = path_bound(graph)
         rand = float(path_edge_weights(graph, np.random.default_rng(run.seed).permutation(local)).sum())
-        fig, ax = plt.subplots(figsize=(5.2, 1.9), layout="constrained")
-        labels_ = ["random order", "this order", "path_bound"]
-        vals = [rand, pw, bound]
-        ax.barh(labels_, vals, color=["#c44e52", "#1f5fa8", "#8c8c8c"])
-        for y, v in enumerate(vals):
-            ax.text(v, y, f" {v:,.1f}", va="center", fontsize=8)
-        ax.set_xlim(0, max(vals) * 1.18 if max(vals) > 0 else 1)
-        ax.set_xlabel("sum of graph similarities along the path (jumps count 0)")
-        ax.set_title(f"path_weight: {pw / bound:.3f} of the bound" if bound else "path_weight")
-        ax.grid(axis="y", visible=False)
-        cols.append(figure(plt, fig, "path weight of the order against its upper bound and a random order"))
+        title = f"path_weight: {pw / bound:.3f} of the bound" if bound else "path_weight"
+        cols.append(bar_chart(title, [("random order", rand, f"{rand:,.1f}"), ("this order", pw, f"{pw:,.1f}"),
+                                      ("path_bound", bound, f"{bound:,.1f}")], ["#c44e52", "#1f5fa8", "#8c8c8c"])
+                    + note("sum of graph similarities along the path (jumps count 0)"))
     parts.append('<div class="grid">' + "".join(f"<div>{x}</div>" for x in cols) + "</div>")
 
     if run.labelled:
-        parts.append(label_part(run, plt))
+        parts.append(label_part(run))
     return "".join(parts)
 
 
-def label_part(run: RunView, plt) -> str:
+def label_part(run: RunView) -> str:
     codes = np.asarray(run.store.label_codes, dtype=np.int64)[run.order]
     names = run.store.label_names
     la = label_agreement(codes, np.arange(len(codes)), seed=run.seed)
@@ -508,26 +555,12 @@ def label_part(run: RunView, plt) -> str:
     m = np.bincount(c[:-1] * k + c[1:], minlength=k * k).reshape(k, k).astype(np.float64)
     m /= np.maximum(m.sum(axis=1, keepdims=True), 1)
     tick = [str(names[t]) for t in top] + (["other"] if k > len(top) else [])
-    size = 1.2 + 0.42 * k
-    fig, ax = plt.subplots(figsize=(size + 1.3, size), layout="constrained")
-    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), [t[:18] for t in tick], rotation=45, ha="right")
-    ax.set_yticks(range(k), [t[:18] for t in tick])
-    ax.set_xlabel("label of the next document")
-    ax.set_ylabel("label of a document")
-    ax.grid(False)
-    if k <= MAX_LABELS:
-        for i in range(k):
-            for j in range(k):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if m[i, j] > 0.55 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of transitions")
-    ax.set_title("label transitions along the order")
-    text = (f"<h3>Labels</h3>" + kv_table([
+    text = ("<h3>Labels</h3>" + kv_table([
         ("label_agreement, this order", la["ordered"]), ("label_agreement, random order", la["random"]),
         ("lift", la["lift"]), ("labels", len(names))])
         + note("label_agreement: the share of consecutive documents with the same label. "
                "A strong diagonal in the heatmap means the order keeps topics together."))
-    return '<div class="grid"><div>' + text + "</div><div>" + figure(plt, fig, "label transition heatmap") + "</div></div>"
+    return '<div class="grid"><div>' + text + "</div><div>" + heatmap(m, [t[:18] for t in tick], "label transition heatmap") + "</div></div>"
 
 
 # --------------------------------------------------------------------------------------
@@ -535,7 +568,7 @@ def label_part(run: RunView, plt) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def map_section(run: RunView, plt) -> str | None:
+def map_section(run: RunView) -> str | None:
     if run.emb is None or run.order is None or len(run.order) < 3:
         return None
     rng = np.random.default_rng(run.seed)
@@ -548,8 +581,9 @@ def map_section(run: RunView, plt) -> str | None:
     x = np.asarray(run.emb[run.order[pos]], dtype=np.float32)
     xy, method = project(x, run.seed)
     panels = 2 if run.labelled else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.9), squeeze=False, layout="constrained")
-    ax = axes[0, 0]
+    fig, axes = new_figure((5.6 * panels, 4.9), (0.15, 0.15, 0.15 if run.labelled else 0.75, 0.55), ncols=panels, gap=0.85)
+    axes = list(axes) if panels > 1 else [axes]
+    ax = axes[0]
     sc = ax.scatter(xy[: len(others), 0], xy[: len(others), 1], c=pos[: len(others)], cmap="viridis", s=6,
                     alpha=0.75, linewidths=0, rasterized=True)
     p = xy[len(others):]
@@ -561,12 +595,12 @@ def map_section(run: RunView, plt) -> str | None:
     ax.set_title("coloured by position in the order")
     ax.legend(loc="lower right", fontsize=7)
     if run.labelled:
-        ax = axes[0, 1]
+        ax = axes[1]
         codes = np.asarray(run.store.label_codes, dtype=np.int64)[run.order[pos]]
         names = run.store.label_names
         freq = np.bincount(codes[codes >= 0], minlength=len(names))
         top = [int(t) for t in np.argsort(-freq, kind="stable")[:10] if freq[t] > 0]
-        cmap = plt.get_cmap("tab10")
+        cmap = colormap("tab10")
         rest = ~np.isin(codes, top)
         if rest.any():
             ax.scatter(xy[rest, 0], xy[rest, 1], s=6, color="#c8c8c8", linewidths=0, label="other", rasterized=True)
@@ -575,14 +609,14 @@ def map_section(run: RunView, plt) -> str | None:
             ax.scatter(xy[hit, 0], xy[hit, 1], s=6, color=cmap(k), linewidths=0, label=str(names[t])[:24], rasterized=True)
         ax.set_title("coloured by label")
         ax.legend(loc="best", fontsize=7, markerscale=2.5)
-    for ax in axes[0]:
+    for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
     fig.suptitle(f"{method} of {len(pos):,} documents", fontsize=10)
     return note("Nearby points are similar documents (a 2-D projection of the embeddings). Where colours form "
                 "patches, the order visits a region and stays there; the red line is a stretch of consecutive "
-                "documents.") + figure(plt, fig, "2-D projection of a sample of the embeddings, coloured by position in the order")
+                "documents.") + figure(fig, "2-D projection of a sample of the embeddings, coloured by position in the order")
 
 
 def project(x: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
@@ -626,7 +660,7 @@ def window_starts(n: int, steps: np.ndarray | None = None) -> list[tuple[int, st
     return out
 
 
-def read_section(run: RunView, plt) -> str | None:
+def read_section(run: RunView) -> str | None:
     if run.order is None or run.store is None:
         return None
     n = len(run.order)
@@ -659,7 +693,7 @@ def read_section(run: RunView, plt) -> str | None:
 # --------------------------------------------------------------------------------------
 
 
-def dedup_section(run: RunView, plt) -> str | None:
+def dedup_section(run: RunView) -> str | None:
     dup_of = run.dup_of
     if dup_of is None or run.store is None or run.emb is None:
         return None
@@ -694,16 +728,16 @@ def dedup_section(run: RunView, plt) -> str | None:
             rng = np.random.default_rng(run.seed)
             if len(top) > PLOT_SAMPLE:
                 top = rng.choice(top, PLOT_SAMPLE, replace=False)
-            fig, ax = plt.subplots(figsize=(5.2, 2.8), layout="constrained")
-            ax.hist(top, bins=60, color="#4c72b0")
+            fig, ax = new_figure((5.2, 2.8), (0.75, 0.45, 0.15, 0.3))
+            ax.hist(top, bins=60, color="#4c72b0", histtype="stepfilled")
             if thr is not None and thr <= 1:
                 ax.axvline(thr, color="#c44e52", ls="--", lw=1.2, label=f"threshold {thr:g}")
                 ax.legend(fontsize=7)
-            ax.set_yscale("log")
+            log_y(ax)
             ax.set_xlabel("cosine to the nearest neighbour")
             ax.set_ylabel("documents (log)")
             ax.set_title("each document's nearest neighbour (dense kNN)")
-            cols.append(figure(plt, fig, "histogram of nearest-neighbour similarity with the dedup threshold"))
+            cols.append(figure(fig, "histogram of nearest-neighbour similarity with the dedup threshold"))
         below = pairs_below(ids, sims, keep, thr if thr is not None and thr <= 1 else 1.0)
     parts.append('<div class="grid">' + "".join(f"<div>{x}</div>" for x in cols) + "</div>")
     near = np.flatnonzero(~exact)
@@ -805,7 +839,7 @@ def per_context_mean(values: np.ndarray, ptr: np.ndarray, positions: np.ndarray)
         return np.where(count > 0, total / count, np.nan)
 
 
-def contexts_section(run: RunView, plt) -> str | None:
+def contexts_section(run: RunView) -> str | None:
     if not run.has("packed/pack.json"):
         return None
     info = json.loads((run.dir / "packed" / "pack.json").read_text())
@@ -837,12 +871,12 @@ def contexts_section(run: RunView, plt) -> str | None:
     rng = np.random.default_rng(run.seed)
     sample = np.sort(rng.choice(C, CONTEXT_SAMPLE, replace=False)) if C > CONTEXT_SAMPLE else np.arange(C)
     docs = np.diff(ptr)[sample]
-    fig, axes = plt.subplots(1, 3 if run.adjacent is not None else 2, figsize=(10.5, 2.8), layout="constrained")
-    axes[0].hist(docs, bins=np.arange(docs.max() + 2) - 0.5 if docs.max() < 60 else 60, color="#4c72b0")
+    fig, axes = new_figure((10.5, 2.8), (0.75, 0.45, 0.15, 0.4), ncols=3 if run.adjacent is not None else 2, gap=0.6)
+    axes[0].hist(docs, bins=np.arange(docs.max() + 2) - 0.5 if docs.max() < 60 else 60, color="#4c72b0", histtype="stepfilled")
     axes[0].set_xlabel("documents (or pieces) per context")
     axes[0].set_ylabel("contexts")
-    axes[1].hist(L - lengths[sample], bins=40, color="#8c8c8c")
-    axes[1].set_yscale("log")
+    axes[1].hist(L - lengths[sample], bins=40, color="#8c8c8c", histtype="stepfilled")
+    log_y(axes[1])
     axes[1].set_xlabel(f"padding tokens per context (of {L:,})")
     if run.adjacent is not None:
         real = per_context_mean(run.adjacent, ptr, positions)[sample]
@@ -850,15 +884,15 @@ def contexts_section(run: RunView, plt) -> str | None:
         ok = ~np.isnan(real)
         if ok.any():
             bins = np.linspace(min(real[ok].min(), shuf[ok].min()), 1, 40)
-            axes[2].hist(shuf[ok], bins=bins, alpha=0.6, color="#c44e52", label=f"shuffled neighbours, mean {shuf[ok].mean():.3f}")
-            axes[2].hist(real[ok], bins=bins, alpha=0.6, color="#1f5fa8", label=f"this order, mean {real[ok].mean():.3f}")
+            axes[2].hist(shuf[ok], bins=bins, alpha=0.6, color="#c44e52", label=f"shuffled neighbours, mean {shuf[ok].mean():.3f}", histtype="stepfilled")
+            axes[2].hist(real[ok], bins=bins, alpha=0.6, color="#1f5fa8", label=f"this order, mean {real[ok].mean():.3f}", histtype="stepfilled")
             axes[2].legend(fontsize=7)
         axes[2].set_xlabel("mean cosine of neighbours inside a context")
     fig.suptitle(f"{len(sample):,} contexts" + (" (a sample)" if C > len(sample) else ""), fontsize=9)
     split = int((np.bincount(positions) > 1).sum())
     parts.append(note(f"{split:,} documents are split across contexts (read back from the packed index). "
                       "Shuffled neighbours: the same contexts filled from a random order of the same documents."))
-    parts.append(figure(plt, fig, "per-context documents, padding and coherence"))
+    parts.append(figure(fig, "per-context documents, padding and coherence"))
     return "".join(parts)
 
 
@@ -867,7 +901,7 @@ def contexts_section(run: RunView, plt) -> str | None:
 # --------------------------------------------------------------------------------------
 
 
-def probe_section(run: RunView, plt) -> str | None:
+def probe_section(run: RunView) -> str | None:
     if not run.has("probe.json"):
         return None
     probe = json.loads((run.dir / "probe.json").read_text())
@@ -914,6 +948,8 @@ table.pairs{width:100%;table-layout:fixed} table.pairs td{font-size:12.5px} tabl
 tr.jumprow td{background:#fdf3ec}
 .who{font-size:11.5px;color:#555;margin-bottom:2px}
 .bar{display:inline-block;height:8px;background:#1f5fa8;opacity:.55;margin-right:4px;vertical-align:middle}
+table.bars td{border:0;padding:2px 8px 2px 0} .hbar{display:inline-block;height:14px;margin-right:6px;vertical-align:middle}
+table.heat td{text-align:center;font-size:12px;min-width:44px} table.heat caption{caption-side:bottom;color:#555;font-size:12px}
 .jump{background:#dd8452;color:#fff;border-radius:3px;padding:0 4px;font-size:11px}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0}
 .card{background:#f0f4fa;border-radius:6px;padding:8px 14px;min-width:110px}

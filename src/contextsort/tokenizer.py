@@ -158,12 +158,14 @@ class TiktokenTokenizer:
 
 
 def llama2_tokenizer_path() -> Path:
-    """The Llama-2 `tokenizer.json` shipped in the wordllama wheel."""
-    try:
-        import wordllama
-    except ImportError as e:  # pragma: no cover - core dependency
-        raise TokenizerUnavailable("the default tokenizer needs the 'wordllama' package: pip install wordllama") from e
-    path = Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"
+    """The Llama-2 `tokenizer.json` shipped in the wordllama wheel, found without importing
+    wordllama (its import pulls requests and pydantic: half a second of every run)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - core dependency
+        raise TokenizerUnavailable("the default tokenizer needs the 'wordllama' package: pip install wordllama")
+    path = Path(list(spec.submodule_search_locations)[0]) / "tokenizers" / "l2_supercat_tokenizer_config.json"
     if not path.is_file():
         raise TokenizerUnavailable(f"wordllama is installed but {path} is missing")
     return path
