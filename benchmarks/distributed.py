@@ -147,6 +147,7 @@ def scale(a) -> dict:
             "stage_seconds": {k: v["seconds"] for k, v in st.items()},
             "stage_nodes": {k: len(v["node_ids"]) for k, v in st.items()},
             "partitions": st.get("partition", {}).get("partitions", 1),
+            "searched_per_partition_max": st["neighbors"].get("searched_per_partition_max"),
             "tasks": {k: v.get("tasks", v.get("pieces")) for k, v in st.items() if v.get("tasks", v.get("pieces"))},
             "peak_rss_mb": peaks,
             "label_agreement": man["metrics"]["label_agreement"]["ordered"],
@@ -174,41 +175,44 @@ BYTES_STAGES = ("ingest", "tokenize", "embed", "neighbors", "write")
 def project(a) -> dict:
     """Hours per stage for a target corpus, from a `scale` JSON (see docs/scale.md for the assumptions)."""
     m = json.loads(Path(a.measured).read_text())
-    one = m["runs"]["1"]
     n0 = m["docs"]
+    # the run on the most nodes: its task stages ran on every node (1 CPU each), so
+    # nodes x seconds is the CPU time they took, imbalance and task overheads included
+    nodes0 = max(int(k) for k in m["runs"])
+    many = m["runs"][str(nodes0)]
     # a driver stage's cost does not depend on the nodes: the faster of the runs is the one
     # less disturbed by other work on the machine (and by numba compiling on first use)
     best = {st: min(r["stage_seconds"][st] for r in m["runs"].values() if st in r["stage_seconds"])
-            for st in one["stage_seconds"]}
+            for st in many["stage_seconds"]}
     bytes_factor = (a.tokens / a.docs * a.bytes_per_token) / m["bytes_per_doc"]
-    # 2-node efficiency of the parallel stages, measured (both nodes share one machine's cores)
-    eff = {}
-    if "2" in m["runs"]:
-        for st in PARALLEL_STAGES:
-            eff[st] = min(1.0, one["stage_seconds"][st] / m["runs"]["2"]["stage_seconds"][st] / 2)
     # neighbours: per-query cost grows with the documents a task searches (partition + spill):
     # assumed sqrt (IVF lists and pruned lexical candidates both grow about that way)
-    searched0 = n0
+    searched0 = many.get("searched_per_partition_max") or n0 * min(1.0, 2 / many.get("partitions", 1))
     searched = min(a.docs, 2 * a.partition_size)
     knn_factor = (searched / searched0) ** 0.5
-    per_doc_bytes = one.get("run_dir_bytes_per_doc")
-    out = {"target_docs": a.docs, "target_tokens": a.tokens, "bytes_factor": round(bytes_factor, 2),
+    per_doc_bytes = many.get("run_dir_bytes_per_doc")
+    out = {"measured_docs": n0, "measured_nodes": nodes0, "target_docs": a.docs, "target_tokens": a.tokens,
+           "bytes_factor": round(bytes_factor, 2),
            # arrays do not grow with text length (embeddings, kNN lists); the store does
            "run_dir_tb": round((per_doc_bytes["arrays"] + per_doc_bytes["store"] * bytes_factor) * a.docs / 1e12, 2)
            if per_doc_bytes else None,
-           "knn_search_factor": round(knn_factor, 2), "two_node_efficiency": {k: round(v, 2) for k, v in eff.items()},
+           "searched_per_task": {"measured": round(searched0), "target": round(searched)},
+           "knn_search_factor": round(knn_factor, 2),
+           "cpu_seconds_per_1k_docs": {st: round(many["stage_seconds"][st] * nodes0 / n0 * 1000, 3)
+                                       for st in PARALLEL_STAGES if st in many["stage_seconds"]},
            "cores_per_node": a.cores_per_node, "by_nodes": {}}
     for nodes in a.target_nodes:
         hours = {}
-        for st, secs in one["stage_seconds"].items():
-            per_doc = (secs if st in PARALLEL_STAGES else best[st]) / n0 * (bytes_factor if st in BYTES_STAGES else 1.0)
+        for st in many["stage_seconds"]:
+            if st in PARALLEL_STAGES:
+                per_doc = many["stage_seconds"][st] * nodes0 / n0  # CPU seconds per document
+            else:
+                per_doc = best[st] / n0
+            per_doc *= bytes_factor if st in BYTES_STAGES else 1.0
             if st == "neighbors":
                 per_doc *= knn_factor
-            if st in PARALLEL_STAGES:
-                # measured on 1 node with 1 CPU: per core; scaled by the 2-node efficiency
-                hours[st] = per_doc * a.docs / (nodes * a.cores_per_node * eff.get(st, 1.0)) / 3600
-            else:
-                hours[st] = per_doc * a.docs / 3600
+            workers = nodes * a.cores_per_node if st in PARALLEL_STAGES else 1
+            hours[st] = per_doc * a.docs / workers / 3600
         hours = {k: round(v, 2) for k, v in hours.items()}
         out["by_nodes"][str(nodes)] = {"stage_hours": hours, "total_hours": round(sum(hours.values()), 1),
                                        "driver_hours": round(sum(v for k, v in hours.items() if k not in PARALLEL_STAGES), 1)}

@@ -108,3 +108,19 @@ def test_only_negative_edges_bound_is_zero():
     g = graph_from_knn(ids, sims)
     assert best_path_weight(g) == 0.0  # 1 3 0 2: jumps only
     assert path_bound(g) == 0.0
+
+
+def test_huge_graphs_use_the_two_best_bound_alone():
+    """Above max_forest_edges the forest bound (a sort of every edge per step) is left out:
+    the bound is then the two-best one, still above the best path, and the method says so."""
+    from contextsort.metrics import bound_method
+
+    ids = np.array([[1, 2, 3, 4, 5, 6]] + [[-1] * 6] * 6, np.int64)
+    sims = np.where(ids >= 0, 1.0, 0.0).astype(np.float32)
+    g = graph_from_knn(ids, sims)
+    assert bound_method(g) == "forest"
+    assert bound_method(g, max_forest_edges=g.n_edges - 1) == "two_best"
+    small = path_bound(g, max_forest_edges=g.n_edges - 1)
+    assert small == pytest.approx(path_bound_two_best(g))
+    assert small >= best_path_weight(g) - 1e-9
+    assert path_bound(g) < small  # the forest bound is the tighter one here (the star)

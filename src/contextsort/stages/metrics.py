@@ -8,7 +8,8 @@ import numpy as np
 from ..atomic import write_json
 from ..corpus import DocStore
 from ..graph import graph_from_knn
-from ..metrics import adjacent_similarity, forest_iterations, label_agreement, path_bound, path_bound_two_best, path_weight
+from ..metrics import (adjacent_similarity, bound_method, forest_iterations, label_agreement, path_bound,
+                       path_bound_two_best, path_weight)
 from ..pipeline import RunContext, Stage
 from .embed import load_embeddings
 from .order import kept_graph
@@ -38,12 +39,13 @@ class MetricsStage(Stage):
             },
         }
         pw = path_weight(graph, local)
-        bound = path_bound(graph)  # the tighter of the forest (Lagrangian) and two-best bounds
+        bound = path_bound(graph)  # the tighter of the forest (Lagrangian) and two-best bounds (two-best alone on huge graphs)
         two_best = path_bound_two_best(graph)  # the bound used before, kept beside it
         values["path_weight"] = {**pw, "bound": bound, "ratio": pw["sum"] / bound if bound else 0.0,
                                  "path_bound_two_best": two_best,
                                  "ratio_two_best": pw["sum"] / two_best if two_best else 0.0,
-                                 "bound_iterations": forest_iterations(graph.n_edges)}
+                                 "bound_method": bound_method(graph),
+                                 "bound_iterations": forest_iterations(graph.n_edges) if bound_method(graph) == "forest" else 0}
         store = DocStore(ctx.path("store"))
         if store.label_codes is not None:
             values["label_agreement"] = label_agreement(store.label_codes, order, seed=seed)
