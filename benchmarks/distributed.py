@@ -174,7 +174,8 @@ BYTES_STAGES = ("ingest", "tokenize", "embed", "neighbors", "write")
 
 def project(a) -> dict:
     """Hours per stage for a target corpus, from a `scale` JSON (see docs/scale.md for the assumptions)."""
-    m = json.loads(Path(a.measured).read_text())
+    measured = sorted((json.loads(Path(f).read_text()) for f in a.measured), key=lambda r: r["docs"])
+    m = measured[-1]  # the largest measurement
     n0 = m["docs"]
     # the run on the most nodes: its task stages ran on every node (1 CPU each), so
     # nodes x seconds is the CPU time they took, imbalance and task overheads included
@@ -184,6 +185,16 @@ def project(a) -> dict:
     # less disturbed by other work on the machine (and by numba compiling on first use)
     best = {st: min(r["stage_seconds"][st] for r in m["runs"].values() if st in r["stage_seconds"])
             for st in many["stage_seconds"]}
+    # with a smaller measurement too, a driver stage's seconds are fitted as fixed + per document
+    # (the report, for one, costs seconds of drawing at any size); else all per document
+    fixed = {st: 0.0 for st in best}
+    if len(measured) > 1 and measured[0]["docs"] < n0:
+        small = measured[0]
+        for st in best:
+            s0 = min(r["stage_seconds"].get(st, np.inf) for r in small["runs"].values())
+            if np.isfinite(s0) and st not in PARALLEL_STAGES:
+                slope = max(0.0, (best[st] - s0) / (n0 - small["docs"]))
+                fixed[st] = max(0.0, best[st] - slope * n0)
     bytes_factor = (a.tokens / a.docs * a.bytes_per_token) / m["bytes_per_doc"]
     # neighbours: per-query cost grows with the documents a task searches (partition + spill):
     # assumed sqrt (IVF lists and pruned lexical candidates both grow about that way)
@@ -191,7 +202,8 @@ def project(a) -> dict:
     searched = min(a.docs, 2 * a.partition_size)
     knn_factor = (searched / searched0) ** 0.5
     per_doc_bytes = many.get("run_dir_bytes_per_doc")
-    out = {"measured_docs": n0, "measured_nodes": nodes0, "target_docs": a.docs, "target_tokens": a.tokens,
+    out = {"measured_docs": [r["docs"] for r in measured], "measured_nodes": nodes0,
+           "driver_fixed_seconds": {k: round(v, 1) for k, v in fixed.items() if v}, "target_docs": a.docs, "target_tokens": a.tokens,
            "bytes_factor": round(bytes_factor, 2),
            # arrays do not grow with text length (embeddings, kNN lists); the store does
            "run_dir_tb": round((per_doc_bytes["arrays"] + per_doc_bytes["store"] * bytes_factor) * a.docs / 1e12, 2)
@@ -207,12 +219,12 @@ def project(a) -> dict:
             if st in PARALLEL_STAGES:
                 per_doc = many["stage_seconds"][st] * nodes0 / n0  # CPU seconds per document
             else:
-                per_doc = best[st] / n0
+                per_doc = (best[st] - fixed[st]) / n0
             per_doc *= bytes_factor if st in BYTES_STAGES else 1.0
             if st == "neighbors":
                 per_doc *= knn_factor
             workers = nodes * a.cores_per_node if st in PARALLEL_STAGES else 1
-            hours[st] = per_doc * a.docs / workers / 3600
+            hours[st] = (fixed[st] + per_doc * a.docs / workers) / 3600
         hours = {k: round(v, 2) for k, v in hours.items()}
         out["by_nodes"][str(nodes)] = {"stage_hours": hours, "total_hours": round(sum(hours.values()), 1),
                                        "driver_hours": round(sum(v for k, v in hours.items() if k not in PARALLEL_STAGES), 1)}
@@ -237,7 +249,7 @@ def main() -> None:
         p.add_argument("--work", default=None, help="folder for corpora and runs (default: a temp folder)")
         p.add_argument("--port", type=int, default=6480)
     pr = sub.add_parser("project", help="project hours for a target corpus from a `scale` JSON (no Ray needed)")
-    pr.add_argument("measured", help="JSON printed by the scale mode")
+    pr.add_argument("measured", nargs="+", help="JSON printed by the scale mode (several sizes: driver stages are fitted as fixed + per document)")
     pr.add_argument("--docs", type=float, default=235e6, help="target documents (the paper: 235M)")
     pr.add_argument("--tokens", type=float, default=306e9, help="target tokens (the paper: 306B)")
     pr.add_argument("--bytes-per-token", type=float, default=4.0, help="UTF-8 bytes per token of the target text")
