@@ -303,23 +303,53 @@ def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, 
     return x
 
 
+def term_df(counts) -> np.ndarray:
+    """Documents per term (int64 [n_features]) of a CSR matrix with distinct entries per row.
+    (np.bincount would first copy the int32 indices to int64: hundreds of MB at 1M documents.)"""
+    df = np.zeros(counts.shape[1], dtype=np.int64)
+    _count_terms(counts.indices, df)
+    return df
+
+
+@nb.njit(cache=True)
+def _count_terms(indices, df):
+    for e in range(len(indices)):
+        df[indices[e]] += 1
+
+
 def drop_common_terms(counts, max_df: float = 0.5, copy: bool = True):
     """Counts without the terms found in more than `max_df` of the documents: stop words by
     document frequency, for any language and tokenizer (instead of an English word list).
-    `copy=False` edits `counts` in place (no second copy of a corpus-sized matrix)."""
+    `copy=False` edits `counts` in place and gives the freed tail of its arrays back (no
+    second copy of a corpus-sized matrix; the dropped terms are often a third of it)."""
     n = counts.shape[0]
-    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    df = term_df(counts)
     y = counts.copy() if copy else counts
-    _zero_common(y.indices, y.data, df, float(max_df * n))
-    y.eliminate_zeros()
+    nnz = _drop_terms(y.indptr, y.indices, y.data, df, float(max_df * n))
+    for name in ("indices", "data"):
+        a = getattr(y, name)
+        if a.base is None and a.flags.owndata:
+            a.resize(nnz, refcheck=False)  # in place: the allocator shrinks the block, no copy
+        else:
+            setattr(y, name, a[:nnz].copy())
     return y
 
 
 @nb.njit(cache=True)
-def _zero_common(indices, data, df, limit):
-    for e in range(len(indices)):
-        if df[indices[e]] > limit:
-            data[e] = 0.0
+def _drop_terms(indptr, indices, data, df, limit):
+    """Compact the rows in place without the entries of terms in more than `limit` documents
+    (and without zeros, as scipy's eliminate_zeros); rewrites indptr, returns the new nnz."""
+    o = 0
+    for i in range(len(indptr) - 1):
+        a, b = indptr[i], indptr[i + 1]
+        indptr[i] = o
+        for e in range(a, b):
+            if df[indices[e]] <= limit and data[e] != 0.0:
+                indices[o] = indices[e]
+                data[o] = data[e]
+                o += 1
+    indptr[len(indptr) - 1] = o
+    return o
 
 
 def lexical_vectors_from_ids(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, tok,
@@ -355,7 +385,7 @@ class LexicalModel:
     def fit(cls, counts, weighting: str = "tfidf") -> "LexicalModel":
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown lexical weighting '{weighting}' ({', '.join(WEIGHTINGS)})")
-        df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.int64)
+        df = term_df(counts)
         lens = np.asarray(counts.sum(axis=1)).ravel()
         return cls(weighting, counts.shape[0], df, float(lens.mean()) if len(lens) else 0.0)
 
@@ -417,7 +447,7 @@ def prune_rows(x, top_terms: int = 64, max_df: int = 1000):
     """
     import scipy.sparse as sp
 
-    df = np.bincount(x.indices, minlength=x.shape[1])
+    df = term_df(x)
     n = x.shape[0]
     nnz = np.zeros(n, dtype=np.int64)
     _prune_count(x.indptr, x.indices, x.data, df, int(max_df), int(top_terms), nnz)
@@ -846,12 +876,16 @@ def hybrid_knn(
     dense_knn: tuple[np.ndarray, np.ndarray] | None = None,
     lexical_knn_: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
+    overwrite_dense: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Merge each signal's kNN lists, rescore the union on a common scale, keep the top k.
 
     `weight` is the dense share (0 = lexical only, 1 = dense only). Scores below chance
     for both signals would be negative; they are floored at a tiny positive value so the
-    pair stays an edge (it was a top-k neighbour of one signal).
+    pair stays an edge (it was a top-k neighbour of one signal). Rows are merged in blocks;
+    `overwrite_dense`: the graph is written over dense_knn's arrays when they have its
+    shape and types (each block's dense lists are read before its rows are written), which
+    saves an [N, k] pair of arrays for a caller that no longer needs the dense lists.
     """
     d_ids, d_sims = dense_knn
     l_ids, l_sims = lexical_knn_
@@ -859,8 +893,11 @@ def hybrid_knn(
     l_scale = signal_scale(l_ids, l_sims, lexical=x, seed=seed)
     n = d_ids.shape[0]
     k_eff = max(0, min(k, n - 1))
-    ids = np.full((n, k_eff), -1, dtype=np.int64)
-    sims = np.zeros((n, k_eff), dtype=np.float32)
+    if overwrite_dense and d_ids.shape == d_sims.shape == (n, k_eff) and d_ids.dtype == np.int64 and d_sims.dtype == np.float32:
+        ids, sims = d_ids, d_sims
+    else:
+        ids = np.full((n, k_eff), -1, dtype=np.int64)
+        sims = np.zeros((n, k_eff), dtype=np.float32)
     for r0 in range(0, n, LEXICAL_BLOCK):  # one block's candidates at a time
         r1 = min(n, r0 + LEXICAL_BLOCK)
         cand = np.concatenate([d_ids[r0:r1], l_ids[r0:r1]], axis=1)
@@ -892,13 +929,15 @@ def similarity_graph(
     dense_knn: tuple[np.ndarray, np.ndarray] | None = None,
     progress=None,
     lexical=None,
+    overwrite_dense: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, SimilarityInfo]:
     """The traversal graph of one signal: (ids int64 [N, k], sims float32 [N, k], info).
 
     `dense_knn` (ids, sims) reuses a dense kNN already computed (the runner computes it
     once for dedup); otherwise it is computed here with FAISS. `lexical`: unit-norm sparse
     vectors already built (`lexical_vectors_from_ids` of the token store); `texts` is then
-    not read.
+    not read. `overwrite_dense`: the hybrid graph may be written over dense_knn's arrays
+    (`hybrid_knn`).
     """
     if similarity not in SIMILARITIES:
         raise ValueError(f"unknown similarity '{similarity}' ({', '.join(SIMILARITIES)})")
@@ -916,5 +955,5 @@ def similarity_graph(
     params = {"weighting": weighting, "lexical": lp}
     if similarity == "lexical":
         return l_ids, l_sims, SimilarityInfo("lexical", l_ids.shape[1], params)
-    ids, sims, hp = hybrid_knn(np.asarray(emb), x, k, weight, dense_knn, (l_ids, l_sims), seed=seed)
+    ids, sims, hp = hybrid_knn(np.asarray(emb), x, k, weight, dense_knn, (l_ids, l_sims), seed=seed, overwrite_dense=overwrite_dense)
     return ids, sims, SimilarityInfo("hybrid", ids.shape[1], {**params, **hp})

@@ -79,6 +79,8 @@ class NeighborsStage(Stage):
         dense_seconds = time.perf_counter() - t0
         save_npy(ctx.path("dedup_ids.npy"), ids)
         save_npy(ctx.path("dedup_sims.npy"), sims)
+        if sim.similarity != "dense":
+            ids = sims = None  # saved; the signal graph below needs the memory (docs/scale.md)
         if sim.similarity == "dense":
             if t_ids is None:  # partitioned, walk_k == k: the traversal graph is the dedup lists
                 t_ids, t_sims = ids, sims
@@ -120,6 +122,6 @@ class NeighborsStage(Stage):
             bar.update(1)
             out = similarity_graph(sim.similarity, np.asarray(emb), None, walk_neighbours(ctx.cfg), weighting=sim.lexical,
                                    weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims),
-                                   lexical=lex)
+                                   lexical=lex, overwrite_dense=True)  # the walk lists are not used after this
             bar.update(2)
         return out
