@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=16, help="neighbours kept (the default --walk-k)")
     ap.add_argument("--weighting", default="tfidf")
     ap.add_argument("--weight", type=float, default=None)
+    ap.add_argument("--first", type=int, default=0, help="only the first N documents; their dense lists are then "
+                    "searched here (FAISS, cached in --dense-cache) instead of read from the run")
+    ap.add_argument("--dense-cache", default="/tmp/lexical_memory_dense.npz")
     a = ap.parse_args()
 
     from contextsort.pack import TokenStream
@@ -46,12 +49,25 @@ def main() -> None:
 
     run = Path(a.run)
     emb = np.load(run / "embeddings.npy", mmap_mode="r")
-    d_ids = np.load(run / "dedup_ids.npy")
-    d_sims = np.load(run / "dedup_sims.npy")
+    if a.first:
+        emb = emb[: a.first]
+        cache = Path(a.dense_cache)
+        if cache.exists() and np.load(cache)["ids"].shape[0] == a.first:
+            d_ids, d_sims = np.load(cache)["ids"], np.load(cache)["sims"]
+        else:
+            from contextsort.neighbors import knn_graph
+
+            d_ids, d_sims, _ = knn_graph(np.asarray(emb), k=a.k)
+            np.savez(cache, ids=d_ids, sims=d_sims)
+    else:
+        d_ids = np.load(run / "dedup_ids.npy")
+        d_sims = np.load(run / "dedup_sims.npy")
     for s in range(0, emb.shape[0], 65536):  # touch every page: the baseline holds the embeddings
         np.asarray(emb[s : s + 65536]).max()
     stream = TokenStream.open(run / "tokens")
     start, length = content_spans(stream)
+    if a.first:
+        start, length = start[: a.first], length[: a.first]
     base = vm_kb("VmRSS")
     t0 = time.perf_counter()
     lex = lexical_vectors_from_ids(stream.tokens, start, np.asarray(length), get_tokenizer("llama2"), a.weighting)

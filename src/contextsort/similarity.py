@@ -695,18 +695,31 @@ def _dense_dot(emb, a, b):
 
 
 @nb.njit(parallel=True, cache=True)
-def _rescore(cand, first, has_dense, emb, has_lex, indptr, indices, data, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
+def _rescore(cand, first, has_dense, emb, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
     """`_rescore_rows` over chunks of rows in parallel (rows are independent: same result)."""
     n = cand.shape[0]
     n_chunks = min(n, 64)
     step = (n + n_chunks - 1) // n_chunks if n_chunks else 0
     for c in nb.prange(n_chunks):
-        _rescore_rows(c * step, min(n, (c + 1) * step), first, cand, has_dense, emb, has_lex, indptr, indices, data,
+        row = np.zeros(n_features if has_lex else 1, np.float32)
+        _rescore_rows(c * step, min(n, (c + 1) * step), first, cand, has_dense, emb, has_lex, indptr, indices, data, row,
                       w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s)
 
 
 @nb.njit(cache=True)
-def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices, data, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
+def _gather_dot(indptr, indices, data, j, row):
+    """Dot product of sparse row j with the row scattered into the dense `row`: the same
+    products, summed in the same (column) order, as `_sparse_dot`, without the merge's branches."""
+    s = 0.0
+    for e in range(indptr[j], indptr[j + 1]):
+        v = row[indices[e]]
+        if v != 0.0:
+            s += float(v) * float(data[e])
+    return s
+
+
+@nb.njit(cache=True)
+def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices, data, row, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
     """For rows r0..r1-1 of cand (document first + row): unique candidates, score = w*(dense-lo_d)/sc_d + (1-w)*(lex-lo_l)/sc_l.
 
     With reserve, each signal's best candidate (by its own score) is kept in the top k.
@@ -719,6 +732,9 @@ def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices,
     buf_l = np.empty(m, np.float64)
     for i in range(r0, r1):
         doc = first + i
+        if has_lex:  # the document's lexical row, scattered once for all its candidates
+            for e in range(indptr[doc], indptr[doc + 1]):
+                row[indices[e]] = data[e]
         c = 0
         for t in range(m):
             j = cand[i, t]
@@ -732,7 +748,7 @@ def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices,
             if dup:
                 continue
             dd = _dense_dot(emb, doc, j) if has_dense else 0.0
-            ll = _sparse_dot(indptr, indices, data, doc, j) if has_lex else 0.0
+            ll = _gather_dot(indptr, indices, data, j, row) if has_lex else 0.0
             buf_i[c] = j
             buf_d[c] = dd
             buf_l[c] = ll
@@ -790,6 +806,9 @@ def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices,
         for u in range(take):
             out_i[i, u] = buf_i[chosen[u]]
             out_s[i, u] = buf_s[chosen[u]]
+        if has_lex:
+            for e in range(indptr[doc], indptr[doc + 1]):
+                row[indices[e]] = 0.0
 
 
 def rescore(
@@ -825,7 +844,8 @@ def rescore(
     else:
         indptr, indices, data = np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
     _rescore(
-        np.ascontiguousarray(cand, dtype=np.int64), int(first), has_d, emb, has_l, indptr, indices, data, w,
+        np.ascontiguousarray(cand, dtype=np.int64), int(first), has_d, emb, has_l, indptr, indices, data,
+        int(lexical.shape[1]) if has_l else 1, w,
         float(dense_scale[0]), float(dense_scale[1]) or 1.0, float(lexical_scale[0]), float(lexical_scale[1]) or 1.0,
         bool(reserve), ids, sims,
     )
