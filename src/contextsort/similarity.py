@@ -19,6 +19,12 @@ decreasing similarity, so dedup, traversal and metrics do not change.
   rescored with both signals, and each signal is put on a common scale (0 = a random
   pair, 1 = a typical nearest neighbour) before the weighted sum. Each signal's top
   neighbour is always kept, so neither signal's strongest link is lost.
+
+Memory: the lexical kNN and the hybrid merge run over blocks of `LEXICAL_BLOCK` rows, and
+the sparse matrix is never copied whole after it is built (weights, stop words and the
+numba kernels work on its own int32 / float32 arrays): beside the embeddings, a hybrid
+graph at 1M documents holds the lexical vectors, the two signals' lists and one block
+(docs/benchmarks.md, "Memory at 1M").
 """
 
 from __future__ import annotations
