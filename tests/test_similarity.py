@@ -276,3 +276,73 @@ def test_documents_without_terms_have_no_lexical_edges():
     assert not np.any(ids[1:] == 0)
     assert np.all(ids[1:, :2] >= 0)  # the others all share a term with each other
     assert np.all(ids[1:, 2] == -1)  # and not with document 0: no filler edge
+
+
+def reference_prune(x, top_terms, max_df):
+    """prune_rows' rule row by row in plain Python: drop terms in more than max_df documents,
+    keep the top_terms heaviest (at the threshold weight, the first columns while room is left)."""
+    df = np.bincount(x.indices, minlength=x.shape[1])
+    rows = []
+    for i in range(x.shape[0]):
+        cols, vals = x.indices[x.indptr[i]:x.indptr[i + 1]], x.data[x.indptr[i]:x.indptr[i + 1]].copy()
+        vals[df[cols] > max_df] = 0.0
+        if len(vals) > top_terms:
+            thr = np.sort(vals)[len(vals) - top_terms]
+            room = top_terms - int((vals > thr).sum())
+            for e in range(len(vals)):
+                if vals[e] < thr or (vals[e] == thr and room <= 0):
+                    vals[e] = 0.0
+                elif vals[e] == thr:
+                    room -= 1
+        rows.append({int(c): float(v) for c, v in zip(cols, vals) if v != 0.0})
+    return rows
+
+
+def test_prune_rows_keeps_each_rows_heaviest_rare_terms(bbc_signals):
+    x = bbc_signals[1]
+    y = S.prune_rows(x, top_terms=8, max_df=20)
+    got = [dict(zip(y.indices[y.indptr[i]:y.indptr[i + 1]].tolist(), y.data[y.indptr[i]:y.indptr[i + 1]].tolist()))
+           for i in range(y.shape[0])]
+    assert got == reference_prune(x, 8, 20)
+    assert max(np.diff(y.indptr)) <= 8 and y.nnz < x.nnz
+
+
+def test_drop_common_terms_in_place_equals_copy_and_frees_the_tail():
+    texts = ["the cat sat", "the dog sat", "the bird flew", "a cat and a dog"]
+    counts = S.term_counts(texts, stop_words=None)
+    want = S.drop_common_terms(counts, max_df=0.5)
+    assert counts.nnz > want.nnz  # the copy left its input alone
+    got = S.drop_common_terms(counts, max_df=0.5, copy=False)
+    assert got is counts
+    assert (got != want).nnz == 0 and np.array_equal(got.indptr, want.indptr)
+    assert len(got.indices) == len(got.data) == got.nnz == want.nnz  # arrays cut to the kept entries
+
+
+def test_blocks_give_the_same_graph_as_one_block(bbc_signals, monkeypatch):
+    """Lexical candidates and hybrid rescoring run over row blocks; the block size must not
+    change a bit of the result, and the hybrid graph may be written over the dense lists."""
+    emb, x = bbc_signals[0], bbc_signals[1]
+    d_ids, d_sims, _ = knn_graph(emb, k=10, index="flat")
+    l_ids, l_sims, _ = S.lexical_knn(x, 10, method="pruned")
+    h_ids, h_sims, _ = S.hybrid_knn(emb, x, 10, 0.2, (d_ids, d_sims), (l_ids, l_sims))
+    monkeypatch.setattr(S, "LEXICAL_BLOCK", 37)
+    l2_ids, l2_sims, _ = S.lexical_knn(x, 10, method="pruned")
+    assert np.array_equal(l_ids, l2_ids) and np.array_equal(l_sims, l2_sims)
+    dense = (d_ids.copy(), d_sims.copy())
+    h2_ids, h2_sims, _ = S.hybrid_knn(emb, x, 10, 0.2, dense, (l2_ids, l2_sims), overwrite_dense=True)
+    assert h2_ids is dense[0] and h2_sims is dense[1]  # written in place
+    assert np.array_equal(h_ids, h2_ids) and np.array_equal(h_sims, h2_sims)
+    assert not np.array_equal(h_ids, d_ids)  # the lexical signal changed the lists (the test is not vacuous)
+
+
+def test_rescored_lexical_similarity_is_the_cosine(bbc_signals):
+    """The scatter/gather dot products of rescoring equal the sparse rows' dot products."""
+    x = bbc_signals[1]
+    rng = np.random.default_rng(0)
+    cand = rng.integers(0, x.shape[0], size=(x.shape[0], 6))
+    ids, sims = S.rescore(cand, 6, lexical=x)
+    ok = ids >= 0
+    rows = np.repeat(np.arange(x.shape[0]), ids.shape[1])[ok.ravel()]
+    want = np.asarray(x[rows].multiply(x[ids[ok]]).sum(axis=1)).ravel()
+    assert ok.sum() > x.shape[0]
+    np.testing.assert_allclose(sims[ok], want, rtol=1e-5, atol=1e-7)

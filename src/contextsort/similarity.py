@@ -19,6 +19,12 @@ decreasing similarity, so dedup, traversal and metrics do not change.
   rescored with both signals, and each signal is put on a common scale (0 = a random
   pair, 1 = a typical nearest neighbour) before the weighted sum. Each signal's top
   neighbour is always kept, so neither signal's strongest link is lost.
+
+Memory: the lexical kNN and the hybrid merge run over blocks of `LEXICAL_BLOCK` rows, and
+the sparse matrix is never copied whole after it is built (weights, stop words and the
+numba kernels work on its own int32 / float32 arrays): beside the embeddings, a hybrid
+graph at 1M documents holds the lexical vectors, the two signals' lists and one block
+(docs/benchmarks.md, "Memory at 1M").
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
 N_FEATURES = 1 << 20  # hashed vocabulary; collisions are rare at this size
 LEXICAL_EXACT_MAX_N = 10_000  # exact lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
+TRANSFORM_ROWS = 65_536  # rows weighted per step (bounds the temporaries of `LexicalModel.transform`)
+LEXICAL_BLOCK = 65_536  # rows whose lexical candidates are held at once (docs/scale.md, memory)
 LEXICAL_MAX_DF = 0.2  # terms from ids: words in more than this share of documents are stop words (benchmarks/lexical_ids.py)
 
 
@@ -301,15 +309,53 @@ def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, 
     return x
 
 
-def drop_common_terms(counts, max_df: float = 0.5):
+def term_df(counts) -> np.ndarray:
+    """Documents per term (int64 [n_features]) of a CSR matrix with distinct entries per row.
+    (np.bincount would first copy the int32 indices to int64: hundreds of MB at 1M documents.)"""
+    df = np.zeros(counts.shape[1], dtype=np.int64)
+    _count_terms(counts.indices, df)
+    return df
+
+
+@nb.njit(cache=True)
+def _count_terms(indices, df):
+    for e in range(len(indices)):
+        df[indices[e]] += 1
+
+
+def drop_common_terms(counts, max_df: float = 0.5, copy: bool = True):
     """Counts without the terms found in more than `max_df` of the documents: stop words by
-    document frequency, for any language and tokenizer (instead of an English word list)."""
+    document frequency, for any language and tokenizer (instead of an English word list).
+    `copy=False` edits `counts` in place and gives the freed tail of its arrays back (no
+    second copy of a corpus-sized matrix; the dropped terms are often a third of it)."""
     n = counts.shape[0]
-    df = np.bincount(counts.indices, minlength=counts.shape[1])
-    y = counts.copy()
-    y.data[df[y.indices] > max_df * n] = 0.0
-    y.eliminate_zeros()
+    df = term_df(counts)
+    y = counts.copy() if copy else counts
+    nnz = _drop_terms(y.indptr, y.indices, y.data, df, float(max_df * n))
+    for name in ("indices", "data"):
+        a = getattr(y, name)
+        if a.base is None and a.flags.owndata:
+            a.resize(nnz, refcheck=False)  # in place: the allocator shrinks the block, no copy
+        else:
+            setattr(y, name, a[:nnz].copy())
     return y
+
+
+@nb.njit(cache=True)
+def _drop_terms(indptr, indices, data, df, limit):
+    """Compact the rows in place without the entries of terms in more than `limit` documents
+    (and without zeros, as scipy's eliminate_zeros); rewrites indptr, returns the new nnz."""
+    o = 0
+    for i in range(len(indptr) - 1):
+        a, b = indptr[i], indptr[i + 1]
+        indptr[i] = o
+        for e in range(a, b):
+            if df[indices[e]] <= limit and data[e] != 0.0:
+                indices[o] = indices[e]
+                data[o] = data[e]
+                o += 1
+    indptr[len(indptr) - 1] = o
+    return o
 
 
 def lexical_vectors_from_ids(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, tok,
@@ -326,8 +372,8 @@ def lexical_vectors_from_ids(tokens: np.ndarray, start: np.ndarray, length: np.n
         counts = id_term_counts(tokens, start, length, tok.vocab_size, bigrams=True)
     else:
         raise ValueError(f"unknown lexical terms '{terms}' (words, ids)")
-    counts = drop_common_terms(counts, max_df)
-    return LexicalModel.fit(counts, weighting).transform(counts)
+    counts = drop_common_terms(counts, max_df, copy=False)
+    return LexicalModel.fit(counts, weighting).transform(counts, copy=False)
 
 
 @dataclass
@@ -345,7 +391,7 @@ class LexicalModel:
     def fit(cls, counts, weighting: str = "tfidf") -> "LexicalModel":
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown lexical weighting '{weighting}' ({', '.join(WEIGHTINGS)})")
-        df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.int64)
+        df = term_df(counts)
         lens = np.asarray(counts.sum(axis=1)).ravel()
         return cls(weighting, counts.shape[0], df, float(lens.mean()) if len(lens) else 0.0)
 
@@ -355,18 +401,26 @@ class LexicalModel:
             return np.log1p((n - df + 0.5) / (df + 0.5))
         return np.log((1.0 + n) / (1.0 + df)) + 1.0  # smooth idf, as scikit-learn
 
-    def transform(self, counts):
-        """Weighted, L2-normalised rows (cosine = dot). All-zero rows stay zero."""
-        x = counts.astype(np.float32, copy=True)
-        tf = x.data
+    def transform(self, counts, copy: bool = True):
+        """Weighted, L2-normalised rows (cosine = dot). All-zero rows stay zero.
+        `copy=False` weights a float32 `counts` in place; the element-wise steps run over
+        blocks of rows, so their temporaries stay small at any corpus size."""
+        x = counts.astype(np.float32, copy=copy)
+        idf = self.idf().astype(np.float32)
+        norm = None
         if self.weighting == "bm25":
-            lens = np.asarray(counts.sum(axis=1)).ravel()
-            norm = self.k1 * (1.0 - self.b + self.b * lens / max(self.avg_len, 1e-9))
-            row_norm = np.repeat(norm, np.diff(x.indptr)).astype(np.float32)
-            tf[:] = tf * (self.k1 + 1.0) / (tf + row_norm)
-        else:
-            tf[:] = 1.0 + np.log(tf)
-        tf *= self.idf().astype(np.float32)[x.indices]
+            lens = np.asarray(x.sum(axis=1)).ravel()
+            norm = (self.k1 * (1.0 - self.b + self.b * lens / max(self.avg_len, 1e-9))).astype(np.float32)
+        for r0 in range(0, x.shape[0], TRANSFORM_ROWS):
+            r1 = min(x.shape[0], r0 + TRANSFORM_ROWS)
+            a, b = int(x.indptr[r0]), int(x.indptr[r1])
+            tf = x.data[a:b]
+            if norm is not None:
+                row_norm = np.repeat(norm[r0:r1], np.diff(x.indptr[r0 : r1 + 1]))
+                tf[:] = tf * (self.k1 + 1.0) / (tf + row_norm)
+            else:
+                tf[:] = 1.0 + np.log(tf)
+            tf *= idf[x.indices[a:b]]
         _normalize_rows(x.indptr, x.data)
         return x
 
@@ -395,37 +449,76 @@ def prune_rows(x, top_terms: int = 64, max_df: int = 1000):
     The heaviest TF-IDF / BM25 terms of a document are its rare, repeated ones: what
     related documents share. Products of pruned rows cost far less than full ones and
     still find most true neighbours (recall measured in benchmarks/similarity.py).
+    Built straight into a new, smaller matrix (x is not copied first).
     """
-    df = np.bincount(x.indices, minlength=x.shape[1])
-    y = x.copy()
-    y.data[df[y.indices] > max_df] = 0.0
-    _keep_top(y.indptr, y.data, top_terms)
-    y.eliminate_zeros()
+    import scipy.sparse as sp
+
+    df = term_df(x)
+    n = x.shape[0]
+    nnz = np.zeros(n, dtype=np.int64)
+    _prune_count(x.indptr, x.indices, x.data, df, int(max_df), int(top_terms), nnz)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(nnz, out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=x.indices.dtype)
+    data = np.empty(int(indptr[-1]), dtype=x.data.dtype)
+    _prune_fill(x.indptr, x.indices, x.data, df, int(max_df), int(top_terms), indptr, indices, data)
+    y = sp.csr_matrix((data, indices, indptr), shape=x.shape)
+    y.has_sorted_indices = x.has_sorted_indices
     return y
 
 
 @nb.njit(cache=True)
-def _keep_top(indptr, data, m):
-    for i in range(len(indptr) - 1):
-        a, b = indptr[i], indptr[i + 1]
-        if b - a <= m:
-            continue
-        row = data[a:b].copy()
-        row.sort()
-        thr = row[b - a - m]
+def _prune_row(indices, data, a, b, df, max_df, m, out_i, out_v):
+    """Entries of row a..b that `prune_rows` keeps, in column order, written to out_i/out_v;
+    returns how many. Terms in more than max_df documents weigh 0, then only the m heaviest
+    stay (at the threshold weight, the first columns while room is left); zeros are dropped."""
+    w = b - a
+    vals = np.empty(w, data.dtype)
+    for e in range(w):
+        vals[e] = data[a + e] if df[indices[a + e]] <= max_df else 0.0
+    if w > m:
+        thr = np.sort(vals)[w - m]
         kept = 0
-        for e in range(b - 1, a - 1, -1):  # ties at the threshold: keep the later columns first, deterministic
-            if data[e] > thr:
+        for e in range(w):
+            if vals[e] > thr:
                 kept += 1
         room = m - kept
-        for e in range(a, b):
-            if data[e] < thr:
-                data[e] = 0.0
-            elif data[e] == thr:
+        for e in range(w):
+            if vals[e] < thr:
+                vals[e] = 0.0
+            elif vals[e] == thr:
                 if room > 0:
                     room -= 1
                 else:
-                    data[e] = 0.0
+                    vals[e] = 0.0
+    c = 0
+    for e in range(w):
+        if vals[e] != 0.0:
+            out_i[c] = indices[a + e]
+            out_v[c] = vals[e]
+            c += 1
+    return c
+
+
+@nb.njit(parallel=True, cache=True)
+def _prune_count(indptr, indices, data, df, max_df, m, nnz):
+    for i in nb.prange(len(indptr) - 1):
+        w = indptr[i + 1] - indptr[i]
+        out_i = np.empty(w, indices.dtype)
+        out_v = np.empty(w, data.dtype)
+        nnz[i] = _prune_row(indices, data, indptr[i], indptr[i + 1], df, max_df, m, out_i, out_v)
+
+
+@nb.njit(parallel=True, cache=True)
+def _prune_fill(indptr, indices, data, df, max_df, m, y_ptr, y_ind, y_data):
+    for i in nb.prange(len(indptr) - 1):
+        w = indptr[i + 1] - indptr[i]
+        out_i = np.empty(w, indices.dtype)
+        out_v = np.empty(w, data.dtype)
+        c = _prune_row(indices, data, indptr[i], indptr[i + 1], df, max_df, m, out_i, out_v)
+        for e in range(c):
+            y_ind[y_ptr[i] + e] = out_i[e]
+            y_data[y_ptr[i] + e] = out_v[e]
 
 
 # ---------------------------------------------------------------------------
@@ -434,8 +527,8 @@ def _keep_top(indptr, data, m):
 
 
 @nb.njit(cache=True)
-def _postings_topk_rows(r0, r1, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s):
-    """Rows r0..r1-1: dot products with every row sharing a term (scatter over the term's
+def _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s):
+    """Rows r0..r1-1 (output rows r - first): dot products with every row sharing a term (scatter over the term's
     postings, in the row's term order: the sums of a sparse product), then the top k by
     (decreasing similarity, increasing id); self and non-positive scores skipped."""
     k = out_i.shape[1]
@@ -472,22 +565,46 @@ def _postings_topk_rows(r0, r1, indptr, indices, data, t_ptr, t_rows, t_data, ac
             if filled < k:
                 filled += 1
         for u in range(filled):
-            out_i[r, u] = best_i[u]
-            out_s[r, u] = best_s[u]
+            out_i[r - first, u] = best_i[u]
+            out_s[r - first, u] = best_s[u]
 
 
 @nb.njit(parallel=True, cache=True)
-def _postings_topk(indptr, indices, data, t_ptr, t_rows, t_data, n_chunks, out_i, out_s):
-    n = len(indptr) - 1
+def _postings_topk(indptr, indices, data, t_ptr, t_rows, t_data, first, n_docs, n_chunks, out_i, out_s):
+    """Top k of rows first..first+len(out_i)-1 over chunks of rows in parallel (same result
+    for any number of threads)."""
+    n = out_i.shape[0]
     step = (n + n_chunks - 1) // n_chunks
     for c in nb.prange(n_chunks):
-        r0 = c * step
-        r1 = min(n, r0 + step)
+        r0 = first + c * step
+        r1 = min(first + n, r0 + step)
         if r0 >= r1:
             continue
-        acc = np.zeros(n, np.float32)
-        touched = np.empty(n, np.int64)
-        _postings_topk_rows(r0, r1, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s)
+        acc = np.zeros(n_docs, np.float32)
+        touched = np.empty(n_docs, np.int64)
+        _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s)
+
+
+def postings(x):
+    """The transposed matrix (each term's documents, ascending) of CSR x: the index that
+    `postings_topk` scatters through."""
+    x.sort_indices()
+    xt = x.T.tocsr()
+    xt.sort_indices()
+    return xt
+
+
+def postings_topk(x, xt, k: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k cosine neighbours (ids int64, sims float64 [last - first, k]) of rows
+    first..last-1 of unit-norm CSR x among all its rows, through its postings xt."""
+    n = x.shape[0]
+    ids = np.full((last - first, k), -1, dtype=np.int64)
+    out_s = np.zeros((last - first, k), dtype=np.float64)
+    if k == 0 or last <= first:
+        return ids, out_s
+    n_chunks = max(1, min(last - first, 4 * nb.get_num_threads()))
+    _postings_topk(x.indptr, x.indices, x.data, xt.indptr, xt.indices, xt.data, first, n, n_chunks, ids, out_s)
+    return ids, out_s
 
 
 def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
@@ -503,19 +620,13 @@ def lexical_knn_exact(x, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]
     sims = np.zeros((n, k_eff), dtype=np.float32)
     if k_eff == 0:
         return ids, sims
-    x = x.tocsr()
-    x.sort_indices()
-    xt = x.T.tocsr()
-    xt.sort_indices()
-    indptr, indices = x.indptr.astype(np.int64), x.indices.astype(np.int64)
-    data = x.data.astype(np.float32)
-    out_s = np.zeros((n, k_eff), dtype=np.float64)
-    n_chunks = max(1, min(n, 4 * nb.get_num_threads() * max(1, n // 50_000)))
-    _postings_topk(indptr, indices, data, xt.indptr.astype(np.int64), xt.indices.astype(np.int64),
-                   xt.data.astype(np.float32), n_chunks, ids, out_s)
-    sims[:] = out_s
-    if progress is not None:
-        progress(n)
+    x = x.tocsr().astype(np.float32, copy=False)
+    xt = postings(x)
+    for r0 in range(0, n, LEXICAL_BLOCK):
+        r1 = min(n, r0 + LEXICAL_BLOCK)
+        ids[r0:r1], sims[r0:r1] = postings_topk(x, xt, k_eff, r0, r1)
+        if progress is not None:
+            progress(r1 - r0)
     return ids, sims
 
 
@@ -529,7 +640,8 @@ def lexical_knn(
     progress=None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Top-k lexical neighbours: exact (every shared term) or pruned (candidates from each
-    document's heaviest terms, then exact rescoring on the full vectors)."""
+    document's heaviest terms, then exact rescoring on the full vectors). Pruned runs over
+    blocks of `LEXICAL_BLOCK` rows: only one block's candidates are held at a time."""
     n = x.shape[0]
     if method == "auto":
         method = "exact" if n <= LEXICAL_EXACT_MAX_N else "pruned"
@@ -538,11 +650,21 @@ def lexical_knn(
         return ids, sims, {"method": "exact"}
     if method != "pruned":
         raise ValueError(f"unknown lexical kNN method '{method}' (auto, exact, pruned)")
-    kc = candidates or 4 * k
+    kc = max(0, min(candidates or 4 * k, n - 1))
+    k_eff = max(0, min(k, n - 1))
+    x = x.tocsr().astype(np.float32, copy=False)
+    x.sort_indices()
     xp = prune_rows(x, top_terms, max_df)
-    cand, _ = lexical_knn_exact(xp, kc, progress=progress)
-    ids, sims = rescore(cand, k, lexical=x)
-    return ids, sims, {"method": "pruned", "top_terms": top_terms, "max_df": max_df, "candidates": int(cand.shape[1])}
+    xt = postings(xp)
+    ids = np.full((n, k_eff), -1, dtype=np.int64)
+    sims = np.zeros((n, k_eff), dtype=np.float32)
+    for r0 in range(0, n, LEXICAL_BLOCK):
+        r1 = min(n, r0 + LEXICAL_BLOCK)
+        cand, _ = postings_topk(xp, xt, kc, r0, r1)
+        ids[r0:r1], sims[r0:r1] = rescore(cand, k, lexical=x, first=r0, n_docs=n)
+        if progress is not None:
+            progress(r1 - r0)
+    return ids, sims, {"method": "pruned", "top_terms": top_terms, "max_df": max_df, "candidates": kc}
 
 
 # ---------------------------------------------------------------------------
@@ -579,19 +701,32 @@ def _dense_dot(emb, a, b):
 
 
 @nb.njit(parallel=True, cache=True)
-def _rescore(cand, k, has_dense, emb, has_lex, indptr, indices, data, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
+def _rescore(cand, first, has_dense, emb, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
     """`_rescore_rows` over chunks of rows in parallel (rows are independent: same result)."""
     n = cand.shape[0]
     n_chunks = min(n, 64)
     step = (n + n_chunks - 1) // n_chunks if n_chunks else 0
     for c in nb.prange(n_chunks):
-        _rescore_rows(c * step, min(n, (c + 1) * step), cand, has_dense, emb, has_lex, indptr, indices, data,
+        row = np.zeros(n_features if has_lex else 1, np.float32)
+        _rescore_rows(c * step, min(n, (c + 1) * step), first, cand, has_dense, emb, has_lex, indptr, indices, data, row,
                       w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s)
 
 
 @nb.njit(cache=True)
-def _rescore_rows(r0, r1, cand, has_dense, emb, has_lex, indptr, indices, data, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
-    """For rows r0..r1-1: unique candidates, score = w*(dense-lo_d)/sc_d + (1-w)*(lex-lo_l)/sc_l.
+def _gather_dot(indptr, indices, data, j, row):
+    """Dot product of sparse row j with the row scattered into the dense `row`: the same
+    products, summed in the same (column) order, as `_sparse_dot`, without the merge's branches."""
+    s = 0.0
+    for e in range(indptr[j], indptr[j + 1]):
+        v = row[indices[e]]
+        if v != 0.0:
+            s += float(v) * float(data[e])
+    return s
+
+
+@nb.njit(cache=True)
+def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices, data, row, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
+    """For rows r0..r1-1 of cand (document first + row): unique candidates, score = w*(dense-lo_d)/sc_d + (1-w)*(lex-lo_l)/sc_l.
 
     With reserve, each signal's best candidate (by its own score) is kept in the top k.
     """
@@ -602,10 +737,14 @@ def _rescore_rows(r0, r1, cand, has_dense, emb, has_lex, indptr, indices, data, 
     buf_d = np.empty(m, np.float64)
     buf_l = np.empty(m, np.float64)
     for i in range(r0, r1):
+        doc = first + i
+        if has_lex:  # the document's lexical row, scattered once for all its candidates
+            for e in range(indptr[doc], indptr[doc + 1]):
+                row[indices[e]] = data[e]
         c = 0
         for t in range(m):
             j = cand[i, t]
-            if j < 0 or j == i:
+            if j < 0 or j == doc:
                 continue
             dup = False
             for u in range(c):
@@ -614,8 +753,8 @@ def _rescore_rows(r0, r1, cand, has_dense, emb, has_lex, indptr, indices, data, 
                     break
             if dup:
                 continue
-            dd = _dense_dot(emb, i, j) if has_dense else 0.0
-            ll = _sparse_dot(indptr, indices, data, i, j) if has_lex else 0.0
+            dd = _dense_dot(emb, doc, j) if has_dense else 0.0
+            ll = _gather_dot(indptr, indices, data, j, row) if has_lex else 0.0
             buf_i[c] = j
             buf_d[c] = dd
             buf_l[c] = ll
@@ -673,6 +812,9 @@ def _rescore_rows(r0, r1, cand, has_dense, emb, has_lex, indptr, indices, data, 
         for u in range(take):
             out_i[i, u] = buf_i[chosen[u]]
             out_s[i, u] = buf_s[chosen[u]]
+        if has_lex:
+            for e in range(indptr[doc], indptr[doc + 1]):
+                row[indices[e]] = 0.0
 
 
 def rescore(
@@ -684,14 +826,17 @@ def rescore(
     dense_scale: tuple[float, float] = (0.0, 1.0),
     lexical_scale: tuple[float, float] = (0.0, 1.0),
     reserve: bool = False,
+    first: int = 0,
+    n_docs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rescore candidate ids [N, m] exactly; keep the top k per row.
+    """Rescore candidate ids [m, c] of documents first..first+m-1 exactly; keep the top k per row.
 
     score = weight * (dense - lo_d) / scale_d + (1 - weight) * (lexical - lo_l) / scale_l,
     with only the signals given (a single signal with scale (0, 1) gives its raw cosine).
+    `n_docs`: the corpus size (default m: cand covers every document).
     """
     n = cand.shape[0]
-    k_eff = max(0, min(k, n - 1))
+    k_eff = max(0, min(k, (n if n_docs is None else n_docs) - 1))
     ids = np.full((n, k_eff), -1, dtype=np.int64)
     sims = np.zeros((n, k_eff), dtype=np.float32)
     if k_eff == 0 or cand.shape[1] == 0:
@@ -700,12 +845,13 @@ def rescore(
     has_l = lexical is not None
     w = float(weight) if (has_d and has_l) else (1.0 if has_d else 0.0)
     emb = np.ascontiguousarray(dense, dtype=np.float32) if has_d else np.zeros((1, 1), np.float32)
-    if has_l:
-        indptr, indices, data = lexical.indptr.astype(np.int64), lexical.indices.astype(np.int64), lexical.data.astype(np.float32)
+    if has_l:  # the matrix's own arrays (int32 indices): no corpus-sized copies
+        indptr, indices, data = lexical.indptr, lexical.indices, np.asarray(lexical.data, dtype=np.float32)
     else:
-        indptr, indices, data = np.zeros(2, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        indptr, indices, data = np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
     _rescore(
-        np.ascontiguousarray(cand, dtype=np.int64), k_eff, has_d, emb, has_l, indptr, indices, data, w,
+        np.ascontiguousarray(cand, dtype=np.int64), int(first), has_d, emb, has_l, indptr, indices, data,
+        int(lexical.shape[1]) if has_l else 1, w,
         float(dense_scale[0]), float(dense_scale[1]) or 1.0, float(lexical_scale[0]), float(lexical_scale[1]) or 1.0,
         bool(reserve), ids, sims,
     )
@@ -739,9 +885,9 @@ def signal_scale(ids: np.ndarray, sims: np.ndarray, dense=None, lexical=None, pa
     a, b = a[keep].astype(np.int64), b[keep].astype(np.int64)
     out = np.zeros(len(a), dtype=np.float64)
     if dense is not None:
-        _pair_sims(a, b, True, np.ascontiguousarray(dense, dtype=np.float32), np.zeros(2, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), out)
+        _pair_sims(a, b, True, np.ascontiguousarray(dense, dtype=np.float32), np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), out)
     else:
-        _pair_sims(a, b, False, np.zeros((1, 1), np.float32), lexical.indptr.astype(np.int64), lexical.indices.astype(np.int64), lexical.data.astype(np.float32), out)
+        _pair_sims(a, b, False, np.zeros((1, 1), np.float32), lexical.indptr, lexical.indices, np.asarray(lexical.data, dtype=np.float32), out)
     lo = float(out.mean()) if len(out) else 0.0
     top = sims[:, 0][ids[:, 0] >= 0] if ids.shape[1] else np.zeros(0)
     hi = float(top.mean()) if len(top) else 1.0
@@ -756,26 +902,41 @@ def hybrid_knn(
     dense_knn: tuple[np.ndarray, np.ndarray] | None = None,
     lexical_knn_: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
+    overwrite_dense: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Merge each signal's kNN lists, rescore the union on a common scale, keep the top k.
 
     `weight` is the dense share (0 = lexical only, 1 = dense only). Scores below chance
     for both signals would be negative; they are floored at a tiny positive value so the
-    pair stays an edge (it was a top-k neighbour of one signal).
+    pair stays an edge (it was a top-k neighbour of one signal). Rows are merged in blocks;
+    `overwrite_dense`: the graph is written over dense_knn's arrays when they have its
+    shape and types (each block's dense lists are read before its rows are written), which
+    saves an [N, k] pair of arrays for a caller that no longer needs the dense lists.
     """
     d_ids, d_sims = dense_knn
     l_ids, l_sims = lexical_knn_
     d_scale = signal_scale(d_ids, d_sims, dense=emb, seed=seed)
     l_scale = signal_scale(l_ids, l_sims, lexical=x, seed=seed)
-    cand = np.concatenate([d_ids, l_ids], axis=1)
-    ids, sims = rescore(cand, k, dense=emb, lexical=x, weight=weight, dense_scale=d_scale, lexical_scale=l_scale, reserve=True)
-    ok = ids >= 0
-    sims[ok] = np.maximum(sims[ok], np.float32(1e-6))
+    n = d_ids.shape[0]
+    k_eff = max(0, min(k, n - 1))
+    if overwrite_dense and d_ids.shape == d_sims.shape == (n, k_eff) and d_ids.dtype == np.int64 and d_sims.dtype == np.float32:
+        ids, sims = d_ids, d_sims
+    else:
+        ids = np.full((n, k_eff), -1, dtype=np.int64)
+        sims = np.zeros((n, k_eff), dtype=np.float32)
+    for r0 in range(0, n, LEXICAL_BLOCK):  # one block's candidates at a time
+        r1 = min(n, r0 + LEXICAL_BLOCK)
+        cand = np.concatenate([d_ids[r0:r1], l_ids[r0:r1]], axis=1)
+        b_ids, b_sims = rescore(cand, k, dense=emb, lexical=x, weight=weight, dense_scale=d_scale, lexical_scale=l_scale,
+                                reserve=True, first=r0, n_docs=n)
+        ok = b_ids >= 0
+        b_sims[ok] = np.maximum(b_sims[ok], np.float32(1e-6))
+        ids[r0:r1], sims[r0:r1] = b_ids, b_sims
     params = {
         "weight": weight,
         "dense_scale": [round(v, 6) for v in d_scale],
         "lexical_scale": [round(v, 6) for v in l_scale],
-        "candidates": int(cand.shape[1]),
+        "candidates": int(d_ids.shape[1] + l_ids.shape[1]),
     }
     return ids, sims, params
 
@@ -794,13 +955,15 @@ def similarity_graph(
     dense_knn: tuple[np.ndarray, np.ndarray] | None = None,
     progress=None,
     lexical=None,
+    overwrite_dense: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, SimilarityInfo]:
     """The traversal graph of one signal: (ids int64 [N, k], sims float32 [N, k], info).
 
     `dense_knn` (ids, sims) reuses a dense kNN already computed (the runner computes it
     once for dedup); otherwise it is computed here with FAISS. `lexical`: unit-norm sparse
     vectors already built (`lexical_vectors_from_ids` of the token store); `texts` is then
-    not read.
+    not read. `overwrite_dense`: the hybrid graph may be written over dense_knn's arrays
+    (`hybrid_knn`).
     """
     if similarity not in SIMILARITIES:
         raise ValueError(f"unknown similarity '{similarity}' ({', '.join(SIMILARITIES)})")
@@ -818,5 +981,5 @@ def similarity_graph(
     params = {"weighting": weighting, "lexical": lp}
     if similarity == "lexical":
         return l_ids, l_sims, SimilarityInfo("lexical", l_ids.shape[1], params)
-    ids, sims, hp = hybrid_knn(np.asarray(emb), x, k, weight, dense_knn, (l_ids, l_sims), seed=seed)
+    ids, sims, hp = hybrid_knn(np.asarray(emb), x, k, weight, dense_knn, (l_ids, l_sims), seed=seed, overwrite_dense=overwrite_dense)
     return ids, sims, SimilarityInfo("hybrid", ids.shape[1], {**params, **hp})

@@ -64,11 +64,14 @@ def embed_token_rows(tokens_dir: str, content: str, spec: str, options: dict, ro
 
 
 def load_embeddings(ctx: RunContext) -> np.ndarray:
-    """Embeddings as float32 for the later stages (memory-mapped when stored as float32)."""
-    def load():
-        emb = np.load(ctx.path("embeddings.npy"), mmap_mode="r")
-        return emb if emb.dtype == np.float32 else np.asarray(emb, dtype=np.float32)
-    return ctx.cached("embeddings", load)
+    """Embeddings as float32 for the later stages. Stored as float32 they are memory-mapped
+    afresh for each caller (opening costs nothing), not cached: the pages a stage touched
+    leave the process's resident set when the stage lets go of them (1 GB at 1M documents;
+    docs/scale.md, memory). Other dtypes are converted once and cached."""
+    emb = np.load(ctx.path("embeddings.npy"), mmap_mode="r")
+    if emb.dtype == np.float32:
+        return emb
+    return ctx.cached("embeddings", lambda: np.asarray(emb, dtype=np.float32))
 
 
 def load_valid(ctx: RunContext) -> np.ndarray:

@@ -79,6 +79,8 @@ class NeighborsStage(Stage):
         dense_seconds = time.perf_counter() - t0
         save_npy(ctx.path("dedup_ids.npy"), ids)
         save_npy(ctx.path("dedup_sims.npy"), sims)
+        if sim.similarity != "dense":
+            ids = sims = None  # saved; the signal graph below needs the memory (docs/scale.md)
         if sim.similarity == "dense":
             if t_ids is None:  # partitioned, walk_k == k: the traversal graph is the dedup lists
                 t_ids, t_sims = ids, sims
@@ -107,19 +109,25 @@ class NeighborsStage(Stage):
     def signal_graph(ctx: RunContext, emb, ids, sims):
         """Lexical / hybrid traversal graph over every document; lexical terms are the words
         the token store's ids spell (no second tokenization of the texts)."""
+        from ..pack import TokenStream
         from ..similarity import lexical_vectors_from_ids, similarity_graph
         from ..tokenizer import get_tokenizer
-        from .tokenize import TOKENIZER, token_spans
+        from ..tokens import content_spans
+        from .tokenize import TOKENIZER
 
         sim = ctx.cfg.similarity
         n = emb.shape[0]
         log.info(f"[neighbors] {sim.similarity} similarity over {n} documents")
         with progress(3, "lexical", unit="step") as bar:
-            stream, start, length = token_spans(ctx)
+            # a mapping of the token store of its own, unmapped once the vectors are built
+            # (the run's cached one would keep every page it read resident: 200 MB at 1M)
+            stream = TokenStream.open(ctx.path("tokens"))
+            start, length = content_spans(stream)
             lex = lexical_vectors_from_ids(stream.tokens, start, length, get_tokenizer(TOKENIZER), sim.lexical)
+            del stream, start, length
             bar.update(1)
             out = similarity_graph(sim.similarity, np.asarray(emb), None, walk_neighbours(ctx.cfg), weighting=sim.lexical,
                                    weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims),
-                                   lexical=lex)
+                                   lexical=lex, overwrite_dense=True)  # the walk lists are not used after this
             bar.update(2)
         return out
