@@ -98,15 +98,3 @@ class PackTokenizeStage(Stage):
                                   **engine_tasks(ctx, pc.tokenizer))
         info = {k: meta[k] for k in ("tokenizer", "vocab_size", "dtype", "tokens", "tokens_per_second", "tasks")}
         return {**info, "documents_tokenized": int(keep.sum()), "documents_skipped": int((~keep).sum())}
-
-
-def token_spans(ctx: RunContext):
-    """(stream, start, length) of the llama2 token store: each document's ids without separators."""
-    from ..pack import TokenStream
-    from ..tokens import content_spans
-
-    def load():
-        stream = TokenStream.open(ctx.path("tokens"))
-        start, length = content_spans(stream)
-        return stream, start, np.asarray(length)
-    return ctx.cached("token_spans", load)
