@@ -36,13 +36,15 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def cli_run(inp: Path, out: Path, *extra: str, sampler_nodes=None) -> tuple[dict, dict]:
-    """One `contextsort run` in a subprocess; (manifest, peak RSS in MB by node / driver)."""
-    from contextsort.distributed.cluster import MemorySampler
+def cli_run(inp: Path, out: Path, *extra: str, sampler_nodes=None, core: int | None = None) -> tuple[dict, dict]:
+    """One `contextsort run` in a subprocess (on one CPU core when `core` is given: the head
+    node's, as a driver on the head machine); (manifest, peak RSS in MB by node / driver)."""
+    from contextsort.distributed.cluster import MemorySampler, pin_to
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "RAY_AUTH_MODE": "disabled"}
     p = subprocess.Popen([sys.executable, "-m", "contextsort.cli", "run", str(inp), "-o", str(out), "-q", *extra],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=None if core is None else pin_to(core))
     with MemorySampler(sampler_nodes or [], {"driver": p.pid}) as mem:
         log, _ = p.communicate()
     if p.returncode != 0:
@@ -130,17 +132,19 @@ def scale(a) -> dict:
     t = time.perf_counter()
     corpus = synthetic_corpus(work / f"synthetic_{a.docs}_{a.words}.jsonl", a.docs, a.topics, words=a.words) \
         if not (work / f"synthetic_{a.docs}_{a.words}.jsonl").exists() else work / f"synthetic_{a.docs}_{a.words}.jsonl"
-    out: dict = {"docs": a.docs, "topics": a.topics, "words": a.words, "run_options": a.run_options, "corpus_seconds": round(time.perf_counter() - t, 1),
+    out: dict = {"docs": a.docs, "topics": a.topics, "words": a.words, "run_options": a.run_options,
+                 "pinned_cores": a.pin_cores, "corpus_seconds": round(time.perf_counter() - t, 1),
                  "bytes_per_doc": round(corpus.stat().st_size / a.docs, 1),
                  "cpus_per_node": 1, "machine_cores": os.cpu_count(), "runs": {}}
     for nodes in a.nodes:
-        with LocalCluster(work / f"ray{nodes}", a.port + nodes) as cluster:
+        with LocalCluster(work / f"ray{nodes}", a.port + nodes, pin_cores=a.pin_cores) as cluster:
             for _ in range(nodes - 1):
                 cluster.add_worker()
             shutil.rmtree(work / f"run{nodes}", ignore_errors=True)  # a fresh run, never a resumed one
             t = time.perf_counter()
             man, peaks = cli_run(corpus, work / f"run{nodes}", "--engine", "ray", "--ray-address", cluster.address,
-                                 *a.run_options.split(), sampler_nodes=cluster.nodes)
+                                 *a.run_options.split(), sampler_nodes=cluster.nodes,
+                                 core=0 if a.pin_cores else None)
         st = man["stages"]
         out["runs"][str(nodes)] = {
             "seconds_total": round(time.perf_counter() - t, 1),
@@ -245,6 +249,9 @@ def main() -> None:
                         "1 and 2 nodes do the same work; automatic partitions would give 1 node 1 partition and "
                         "2 nodes 2 that each search both)")
     s.add_argument("--nodes", type=int, nargs="+", default=[1, 2])
+    s.add_argument("--pin-cores", action="store_true",
+                   help="node i and its processes on CPU core i, the driver on the head's core 0: nodes behave "
+                        "like separate 1-core machines (unpinned, a 1-CPU task's numba/FAISS threads use every core)")
     for p in (q, s):
         p.add_argument("--work", default=None, help="folder for corpora and runs (default: a temp folder)")
         p.add_argument("--port", type=int, default=6480)

@@ -58,13 +58,22 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def pin_to(core: int):
+    """A preexec_fn that binds the new process (and what it starts) to one CPU core."""
+    return lambda: os.sched_setaffinity(0, {core})
+
+
 class Node:
     """One `ray start --block` process (head or worker) and everything it started."""
 
-    def __init__(self, args: list[str], env: dict, cpus: int = 1):
+    def __init__(self, args: list[str], env: dict, cpus: int = 1, core: int | None = None):
+        # core: pin the node and every process it starts to one CPU core, so that nodes on one
+        # machine behave like separate 1-core machines (threads of numba, FAISS or tokenizers
+        # inside a 1-CPU task would otherwise use every core)
         self.proc = subprocess.Popen(["ray", "start", "--block", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1",
                                       "--disable-usage-stats", *args], env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=None if core is None else pin_to(core))
 
     def tree(self) -> list[int]:
         return process_tree(self.proc.pid)
@@ -93,12 +102,13 @@ class Node:
 class LocalCluster:
     """A head on 127.0.0.1:port (temp files under temp_dir) plus the worker nodes added to it."""
 
-    def __init__(self, temp_dir: str | os.PathLike, port: int, cpus: int = 1):
+    def __init__(self, temp_dir: str | os.PathLike, port: int, cpus: int = 1, pin_cores: bool = False):
         self.address = f"127.0.0.1:{port}"
         self.env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
         self.cpus = cpus
+        self.pin_cores = pin_cores  # node i on core i (modulo the machine's cores)
         self.nodes = [Node(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={Path(temp_dir)}"],
-                           self.env, cpus)]
+                           self.env, cpus, core=0 if pin_cores else None)]
         try:
             self.wait_for(1)
         except BaseException:
@@ -106,7 +116,8 @@ class LocalCluster:
             raise
 
     def add_worker(self) -> Node:
-        node = Node([f"--address={self.address}"], self.env, self.cpus)
+        core = len(self.nodes) % (os.cpu_count() or 1) if self.pin_cores else None
+        node = Node([f"--address={self.address}"], self.env, self.cpus, core=core)
         self.nodes.append(node)
         self.wait_for(sum(n.proc.poll() is None for n in self.nodes))
         return node
