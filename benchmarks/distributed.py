@@ -130,8 +130,9 @@ def scale(a) -> dict:
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="ds"))
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    corpus = synthetic_corpus(work / f"synthetic_{a.docs}_{a.words}.jsonl", a.docs, a.topics, words=a.words) \
-        if not (work / f"synthetic_{a.docs}_{a.words}.jsonl").exists() else work / f"synthetic_{a.docs}_{a.words}.jsonl"
+    corpus = work / f"synthetic_{a.docs}_{a.words}.jsonl"  # kept in --work: made once, reused by later runs
+    if not corpus.exists():
+        synthetic_corpus(corpus, a.docs, a.topics, words=a.words)
     out: dict = {"docs": a.docs, "topics": a.topics, "words": a.words, "run_options": a.run_options,
                  "pinned_cores": a.pin_cores, "corpus_seconds": round(time.perf_counter() - t, 1),
                  "bytes_per_doc": round(corpus.stat().st_size / a.docs, 1),
