@@ -107,9 +107,9 @@ def _positive_edges(indptr, indices, weights):
         for e in range(indptr[u], indptr[u + 1]):
             if indices[e] > u and weights[e] > 0:
                 m += 1
-    eu = np.empty(m, np.int64)
-    ev = np.empty(m, np.int64)
-    ew = np.empty(m, np.float64)
+    eu = np.empty(m, np.int32)
+    ev = np.empty(m, np.int32)
+    ew = np.empty(m, np.float32)
     p = 0
     for u in range(len(indptr) - 1):
         for e in range(indptr[u], indptr[u + 1]):
@@ -119,6 +119,14 @@ def _positive_edges(indptr, indices, weights):
                 ew[p] = weights[e]
                 p += 1
     return eu, ev, ew
+
+
+def positive_edges(graph: Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, weight) of each positive edge once, heaviest first (ties: graph order), so that
+    the edges a forest picks lie near each other in memory."""
+    eu, ev, ew = _positive_edges(graph.indptr, graph.indices, graph.weights)
+    by_weight = np.argsort(-ew, kind="stable")
+    return eu[by_weight], ev[by_weight], ew[by_weight]
 
 
 @nb.njit(cache=True)
@@ -131,11 +139,11 @@ def _root(parent, x):
 
 @nb.njit(cache=True)
 def _greedy_linear_forest(eu, ev, ew, n):
-    """Weight of a feasible set of disjoint paths (heaviest edges first, degree <= 2, no cycle)."""
+    """Weight of a feasible set of disjoint paths (edges heaviest first, degree <= 2, no cycle)."""
     parent = np.arange(n)
     deg = np.zeros(n, np.int64)
     total = 0.0
-    for e in np.argsort(-ew):
+    for e in range(len(ew)):
         a, b = eu[e], ev[e]
         if deg[a] < 2 and deg[b] < 2:
             ra, rb = _root(parent, a), _root(parent, b)
@@ -148,51 +156,111 @@ def _greedy_linear_forest(eu, ev, ew, n):
 
 
 @nb.njit(cache=True)
-def _penalised_forest(eu, ev, mw, order, n, deg):
-    """Kruskal over the edges in `order` (decreasing penalised weight, all positive): the
-    heaviest forest's penalised weight; fills each node's degree in it."""
-    parent = np.arange(n)
-    deg[:] = 0
-    value = 0.0
-    for e in order:
-        ra, rb = _root(parent, eu[e]), _root(parent, ev[e])
+def _forest_keys(eu, ev, ew, lam, keys, shift):
+    """Sort keys of the edges whose penalised weight is positive: the float's bits above
+    `shift` (monotone in a positive float), the edge's id below; returns their count."""
+    low = (np.uint64(1) << np.uint64(shift)) - np.uint64(1)
+    value = np.empty(1, np.float64)
+    bits = value.view(np.uint64)
+    m = 0
+    for e in range(len(ew)):
+        value[0] = float(ew[e]) - lam[eu[e]] - lam[ev[e]]
+        if value[0] > 0:
+            keys[m] = (bits[0] & ~low) | np.uint64(e)
+            m += 1
+    return m
+
+
+@nb.njit(cache=True)
+def _kruskal_keys(eu, ev, ew, lam, keys, shift, parent, deg):
+    """Kruskal over `keys` (ascending: walked from the end, heaviest first): the heaviest forest's
+    penalised weight; fills each node's degree in it. Keys equal in their high bits are first put
+    in exact order, so the forest is a heaviest one, not nearly one."""
+    low = (np.uint64(1) << np.uint64(shift)) - np.uint64(1)
+    sh = np.uint64(shift)
+    for i in range(1, len(keys)):
+        if keys[i] >> sh == keys[i - 1] >> sh:  # rare: insertion sort by the exact weight
+            k = keys[i]
+            e = np.int64(k & low)
+            w = float(ew[e]) - lam[eu[e]] - lam[ev[e]]
+            j = i - 1
+            while j >= 0 and keys[j] >> sh == k >> sh:
+                f = np.int64(keys[j] & low)
+                if float(ew[f]) - lam[eu[f]] - lam[ev[f]] <= w:
+                    break
+                keys[j + 1] = keys[j]
+                j -= 1
+            keys[j + 1] = k
+    for v in range(len(parent)):
+        parent[v] = v
+        deg[v] = 0
+    total = 0.0
+    for i in range(len(keys) - 1, -1, -1):
+        e = np.int64(keys[i] & low)
+        a, b = eu[e], ev[e]
+        ra, rb = _root(parent, a), _root(parent, b)
         if ra != rb:
             parent[ra] = rb
-            deg[eu[e]] += 1
-            deg[ev[e]] += 1
-            value += mw[e]
-    return value
+            deg[a] += 1
+            deg[b] += 1
+            total += float(ew[e]) - lam[a] - lam[b]
+    return total
 
 
-def forest_bound(eu: np.ndarray, ev: np.ndarray, ew: np.ndarray, n: int, iterations: int) -> float:
+class PenalisedForest:
+    """The heaviest forest under weights w_uv - lam_u - lam_v (buffers kept across steps)."""
+
+    def __init__(self, eu: np.ndarray, ev: np.ndarray, ew: np.ndarray, n: int):
+        self.eu, self.ev, self.ew, self.n = eu, ev, ew, n
+        self.shift = max(1, int(len(ew)).bit_length())
+        self.keys = np.empty(len(ew), np.uint64)
+        self.parent = np.empty(n, np.int64)
+        self.deg = np.zeros(n, np.int64)
+
+    def value(self, lam: np.ndarray) -> float:
+        """max forest under the penalties, plus 2 * sum(lam); self.deg holds the forest's degrees."""
+        m = _forest_keys(self.eu, self.ev, self.ew, lam, self.keys, self.shift)
+        keys = self.keys[:m]
+        keys.sort()
+        return _kruskal_keys(self.eu, self.ev, self.ew, lam, keys, self.shift, self.parent, self.deg) + 2.0 * float(lam.sum())
+
+
+def forest_bound(eu: np.ndarray, ev: np.ndarray, ew: np.ndarray, n: int, iterations: int,
+                 target: float | None = None) -> float:
     """min over penalties lam >= 0 of: max forest under w_uv - lam_u - lam_v, plus 2 * sum(lam).
 
     For any set of disjoint paths P (degrees <= 2): w(P) = sum over P of the penalised weights
     + sum_v lam_v deg_P(v) <= (max forest, penalised) + 2 sum(lam); so every iterate is a bound.
-    Penalties follow the subgradient deg - 2 with Polyak steps toward a greedy lower bound."""
+    Edges come heaviest first (`positive_edges`). Penalties follow deflected subgradient steps
+    (the direction keeps half of the last one) of Polyak length toward `target`, a known path's
+    weight such as the order's (the greedy path's if that is higher or none is given)."""
+    forest = PenalisedForest(eu, ev, ew, n)
     lower = _greedy_linear_forest(eu, ev, ew, n)
+    goal = lower if target is None else max(lower, float(target))
     lam = np.zeros(n)
-    deg = np.zeros(n, np.int64)
+    step_dir = np.zeros(n)
     best = np.inf
     mu, stall = 2.0, 0
     for _ in range(iterations):
-        mw = ew - lam[eu] - lam[ev]
-        live = np.flatnonzero(mw > 0)
-        order = live[np.argsort(-mw[live])]  # ties in any order: the forest's weight is the same
-        value = _penalised_forest(eu, ev, mw, order, n, deg) + 2.0 * lam.sum()
+        value = forest.value(lam)
         if value < best - 1e-12 * max(1.0, abs(best)) or best == np.inf:
             best, stall = value, 0
         else:
             stall += 1
             if stall >= 5:
                 mu, stall = mu / 2.0, 0
-        g = (deg - 2).astype(np.float64)
-        g[(g < 0) & (lam <= 0)] = 0.0  # a penalty already at 0 cannot go lower
-        norm2 = float(g @ g)
-        gap = best - lower
-        if norm2 == 0 or gap <= 1e-9 * max(1.0, best) or mu < 1e-4:
+                step_dir[:] = 0.0  # start the deflection afresh at each shorter step
+        grad = (forest.deg - 2).astype(np.float64)
+        grad[(grad < 0) & (lam <= 0)] = 0.0  # a penalty already at 0 cannot go lower
+        gap = value - goal  # Polyak: this step's excess over a known path
+        if not grad.any() or best - goal <= 1e-9 * max(1.0, best) or mu < 1e-4:
             break  # every degree fits (the forest is a set of paths: exact) or no progress left
-        lam = np.maximum(0.0, lam + mu * gap / norm2 * g)
+        step_dir = grad + 0.5 * step_dir
+        step_dir[(step_dir < 0) & (lam <= 0)] = 0.0
+        norm2 = float(step_dir @ step_dir)
+        if norm2 == 0:  # the last direction cancels this one: take this one alone
+            step_dir, norm2 = grad, float(grad @ grad)
+        lam = np.maximum(0.0, lam + mu * gap / norm2 * step_dir)
     return float(best)
 
 
@@ -203,16 +271,16 @@ def forest_iterations(n_edges: int) -> int:
     return int(max(10, min(100, 50_000_000 // max(1, n_edges))))
 
 
-def path_bound_forest(graph: Graph, iterations: int | None = None) -> float:
+def path_bound_forest(graph: Graph, iterations: int | None = None, target: float | None = None) -> float:
     """Held-Karp style Lagrangian upper bound on any Hamiltonian path's weight (jumps count 0;
     negative edges never raise the best path's positive part, so they are left out)."""
     if graph.n < 2:
         return 0.0
-    eu, ev, ew = _positive_edges(graph.indptr, graph.indices, graph.weights)
+    eu, ev, ew = positive_edges(graph)
     if len(ew) == 0:
         return 0.0
     steps = forest_iterations(graph.n_edges) if iterations is None else iterations
-    return forest_bound(eu, ev, ew, graph.n, steps)
+    return forest_bound(eu, ev, ew, graph.n, steps, target)
 
 
 # Above this many graph entries the forest bound is left out: its steps each sort every
@@ -226,15 +294,17 @@ def bound_method(graph: Graph, max_forest_edges: int = FOREST_BOUND_MAX_EDGES) -
     return "forest" if graph.n_edges <= max_forest_edges else "two_best"
 
 
-def path_bound(graph: Graph, iterations: int | None = None, max_forest_edges: int = FOREST_BOUND_MAX_EDGES) -> float:
+def path_bound(graph: Graph, iterations: int | None = None, max_forest_edges: int = FOREST_BOUND_MAX_EDGES,
+               target: float | None = None) -> float:
     """Upper bound on any Hamiltonian path's weight: the smaller of the two-best-edges bound and
     the Lagrangian forest bound (both valid, so their minimum is too); the two-best bound
-    alone on graphs larger than `max_forest_edges`."""
+    alone on graphs larger than `max_forest_edges`. `target`: a known path's weight (the
+    order's), which steers the forest bound's steps; any value leaves the bound valid."""
     if graph.n < 2:
         return 0.0
     if bound_method(graph, max_forest_edges) == "two_best":
         return path_bound_two_best(graph)
-    return min(path_bound_two_best(graph), path_bound_forest(graph, iterations))
+    return min(path_bound_two_best(graph), path_bound_forest(graph, iterations, target))
 
 
 def label_agreement(labels, order: np.ndarray, seed: int = 0, random_trials: int = 5) -> dict:

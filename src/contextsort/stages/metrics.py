@@ -39,13 +39,16 @@ class MetricsStage(Stage):
             },
         }
         pw = path_weight(graph, local)
-        bound = path_bound(graph)  # the tighter of the forest (Lagrangian) and two-best bounds (two-best alone on huge graphs)
+        # the tighter of the forest (Lagrangian) and two-best bounds (two-best alone on huge
+        # graphs); the order's own weight steers the forest bound's steps
+        bound = path_bound(graph, target=pw["sum"])
         two_best = path_bound_two_best(graph)  # the bound used before, kept beside it
+        method = bound_method(graph)
         values["path_weight"] = {**pw, "bound": bound, "ratio": pw["sum"] / bound if bound else 0.0,
                                  "path_bound_two_best": two_best,
                                  "ratio_two_best": pw["sum"] / two_best if two_best else 0.0,
-                                 "bound_method": bound_method(graph),
-                                 "bound_iterations": forest_iterations(graph.n_edges) if bound_method(graph) == "forest" else 0}
+                                 "bound_method": method,
+                                 "bound_iterations": forest_iterations(graph.n_edges) if method == "forest" else 0}
         store = DocStore(ctx.path("store"))
         if store.label_codes is not None:
             values["label_agreement"] = label_agreement(store.label_codes, order, seed=seed)
