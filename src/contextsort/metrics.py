@@ -336,9 +336,11 @@ def forest_bound(eu: np.ndarray, ev: np.ndarray, ew: np.ndarray, n: int, iterati
             continue
         step_dir = grad + 0.5 * step_dir
         step_dir[(step_dir < 0) & (lam <= 0)] = 0.0
-        norm2 = float(step_dir @ step_dir)
+        # squared norms by numpy's own sum, not BLAS: a BLAS dot wakes its thread pool, which
+        # cost 14 ms a call on a loaded 2-core machine (more than the forest step itself)
+        norm2 = float(np.square(step_dir).sum())
         if norm2 == 0:  # the last direction cancels this one: take this one alone
-            step_dir, norm2 = grad, float(grad @ grad)
+            step_dir, norm2 = grad, float(np.square(grad).sum())
         lam = np.maximum(0.0, lam + mu * gap / norm2 * step_dir)
     return float(best)
 
