@@ -124,3 +124,72 @@ def test_huge_graphs_use_the_two_best_bound_alone():
     assert small == pytest.approx(path_bound_two_best(g))
     assert small >= best_path_weight(g) - 1e-9
     assert path_bound(g) < small  # the forest bound is the tighter one here (the star)
+
+
+def plain_penalised_forest(eu, ev, ew, lam, n) -> float:
+    """Kruskal over the positive penalised weights, sorted by Python's exact float order."""
+    w = [float(ew[e]) - lam[eu[e]] - lam[ev[e]] for e in range(len(ew))]
+    parent = list(range(n))
+
+    def root(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    total = 0.0
+    for e in sorted((e for e in range(len(w)) if w[e] > 0), key=lambda e: -w[e]):
+        ra, rb = root(int(eu[e])), root(int(ev[e]))
+        if ra != rb:
+            parent[ra] = rb
+            total += w[e]
+    return total
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_knn(), st.integers(0, 2**31 - 1), st.booleans())
+def test_penalised_forest_is_a_heaviest_forest(data, seed, near_ties):
+    """The packed sort keys keep only the high bits of each penalised weight: keys equal there
+    are re-sorted by the exact weight, so the forest is a heaviest one even when the weights
+    differ in their last bits only (near_ties) or are equal."""
+    from contextsort.metrics import PenalisedForest, positive_edges
+
+    g = graph_from_knn(*data)
+    eu, ev, ew = positive_edges(g)
+    rng = np.random.default_rng(seed)
+    if near_ties:  # penalties a few units in the last place apart: weights tie in their high bits
+        lam = rng.integers(0, 8, g.n) * 2.0**-52
+    else:
+        lam = np.where(rng.random(g.n) < 0.5, rng.uniform(0, 0.6, g.n), 0.0)
+    forest = PenalisedForest(eu, ev, ew, g.n)
+    value = forest.value(lam) - 2.0 * lam.sum()
+    assert value == pytest.approx(plain_penalised_forest(eu, ev, ew, lam, g.n), abs=1e-12)
+    assert forest.deg.sum() % 2 == 0 and forest.deg.sum() // 2 <= g.n - 1  # a forest's degrees
+
+
+def test_same_graph_same_bound_bit_for_bit():
+    rng = np.random.default_rng(5)
+    n, k = 400, 8
+    ids = np.stack([rng.choice(n, k, replace=False) for _ in range(n)]).astype(np.int64)
+    sims = np.sort(rng.uniform(0.1, 1.0, (n, k)).astype(np.float32), axis=1)[:, ::-1].copy()
+    g = graph_from_knn(ids, sims)
+    walk = float(path_edge_weights(g, np.arange(n)).sum())
+    first = path_bound(g, target=walk)
+    assert path_bound(graph_from_knn(ids.copy(), sims.copy()), target=walk) == first
+    assert first <= path_bound(g, iterations=1)  # penalties only tighten the spanning forest
+
+
+def test_weights_apart_in_the_last_bits_only_are_still_ordered():
+    """A triangle of 0.5 edges with penalties 0, 1, 2 units in the last place: the penalised
+    weights (0.5 less 1, 2, 3 units) tie in the sort key's high bits, and the heaviest forest
+    (the two heaviest edges) is found only if those ties are re-sorted by the exact weight."""
+    from contextsort.metrics import PenalisedForest, positive_edges
+
+    ids = np.array([[1, 2], [2, -1], [-1, -1]], np.int64)
+    sims = np.array([[0.5, 0.5], [0.5, 0.0], [0.0, 0.0]], np.float32)
+    g = graph_from_knn(ids, sims)
+    eu, ev, ew = positive_edges(g)
+    lam = np.array([0.0, 2.0**-54, 2.0**-53])
+    assert len({float(c) - lam[a] - lam[b] for a, b, c in zip(eu, ev, ew)}) == 3  # three distinct weights
+    forest = PenalisedForest(eu, ev, ew, 3)
+    forest.value(lam)
+    assert forest.deg.tolist() == [2, 1, 1]  # edges (0, 1) and (0, 2), not the lighter (1, 2)

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba as nb
 import numpy as np
 
@@ -42,6 +44,53 @@ def adjacent_similarity(emb: np.ndarray, order: np.ndarray) -> float:
     """Mean cosine similarity of consecutive documents along `order`."""
     s = adjacent_similarities(emb, order)
     return float(s.mean()) if len(s) else 0.0
+
+
+@nb.njit(cache=True)
+def _adjacent_dots_at(emb, order, positions, out):
+    """_adjacent_dots for the pairs (order[p], order[p + 1]) of `positions` only (same arithmetic)."""
+    for i in range(len(positions)):
+        p = positions[i]
+        a = emb[order[p]]
+        b = emb[order[p + 1]]
+        s = 0.0
+        for d in range(emb.shape[1]):
+            s += float(a[d]) * float(b[d])
+        out[p] = s
+
+
+# Bytes of one slab of the embeddings: the pairs are taken slab pair by slab pair, so at most
+# two slabs are mapped at once. Each pair of slabs maps its pages anew (whole large folios of
+# the page cache), so smaller slabs cost more time: at 1M x 256 float32, 64 MiB slabs took
+# 3.5x the time of one pass over the whole mapping, 256 MiB slabs 2x.
+SLAB_BYTES = 256 << 20
+
+
+def adjacent_similarities_in_slabs(open_embeddings: Callable[[], np.ndarray], order: np.ndarray,
+                                   slab_bytes: int = SLAB_BYTES) -> np.ndarray:
+    """`adjacent_similarities` (the same floats) with few pages resident: the embeddings are cut
+    into slabs of rows, the consecutive pairs grouped by the two slabs their rows lie in, and
+    each group read through a mapping opened afresh (`open_embeddings`, e.g. np.load with
+    mmap_mode="r") and closed after it. Reading a memory map in walk order maps the whole file
+    into the process (1 GB at 1M documents, and a page cache's large folios map far more
+    than the rows touched); this way at most two slabs are mapped at a time."""
+    order = np.asarray(order, dtype=np.int64)
+    out = np.zeros(max(0, len(order) - 1), dtype=np.float64)
+    if len(order) < 2:
+        return out
+    emb = open_embeddings()
+    rows = max(1, slab_bytes // max(1, emb.shape[1] * emb.itemsize))
+    slabs = -(-emb.shape[0] // rows)
+    del emb
+    first, second = order[:-1] // rows, order[1:] // rows
+    group = np.minimum(first, second) * slabs + np.maximum(first, second)
+    by_group = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[by_group])) + 1
+    for positions in np.split(by_group, bounds):
+        emb = np.asarray(open_embeddings())
+        _adjacent_dots_at(emb, order, positions, out)
+        del emb  # unmapped: its pages leave the resident set
+    return out
 
 
 @nb.njit(cache=True)
@@ -107,9 +156,9 @@ def _positive_edges(indptr, indices, weights):
         for e in range(indptr[u], indptr[u + 1]):
             if indices[e] > u and weights[e] > 0:
                 m += 1
-    eu = np.empty(m, np.int64)
-    ev = np.empty(m, np.int64)
-    ew = np.empty(m, np.float64)
+    eu = np.empty(m, np.int32)
+    ev = np.empty(m, np.int32)
+    ew = np.empty(m, np.float32)
     p = 0
     for u in range(len(indptr) - 1):
         for e in range(indptr[u], indptr[u + 1]):
@@ -119,6 +168,18 @@ def _positive_edges(indptr, indices, weights):
                 ew[p] = weights[e]
                 p += 1
     return eu, ev, ew
+
+
+def positive_edges(graph: Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, weight) of each positive edge once, heaviest first (ties: graph order), so that
+    the edges a forest picks lie near each other in memory. Sorted as one uint64 key per edge:
+    the weight's float32 bits inverted (a positive float's bits grow with it) above its index."""
+    eu, ev, ew = _positive_edges(graph.indptr, graph.indices, graph.weights)
+    keys = (~ew.view(np.uint32)).astype(np.uint64) << np.uint64(32)
+    keys |= np.arange(len(ew), dtype=np.uint64)
+    keys.sort()
+    by_weight = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return eu[by_weight], ev[by_weight], ew[by_weight]
 
 
 @nb.njit(cache=True)
@@ -131,11 +192,11 @@ def _root(parent, x):
 
 @nb.njit(cache=True)
 def _greedy_linear_forest(eu, ev, ew, n):
-    """Weight of a feasible set of disjoint paths (heaviest edges first, degree <= 2, no cycle)."""
+    """Weight of a feasible set of disjoint paths (edges heaviest first, degree <= 2, no cycle)."""
     parent = np.arange(n)
     deg = np.zeros(n, np.int64)
     total = 0.0
-    for e in np.argsort(-ew):
+    for e in range(len(ew)):
         a, b = eu[e], ev[e]
         if deg[a] < 2 and deg[b] < 2:
             ra, rb = _root(parent, a), _root(parent, b)
@@ -148,71 +209,170 @@ def _greedy_linear_forest(eu, ev, ew, n):
 
 
 @nb.njit(cache=True)
-def _penalised_forest(eu, ev, mw, order, n, deg):
-    """Kruskal over the edges in `order` (decreasing penalised weight, all positive): the
-    heaviest forest's penalised weight; fills each node's degree in it."""
-    parent = np.arange(n)
-    deg[:] = 0
-    value = 0.0
-    for e in order:
-        ra, rb = _root(parent, eu[e]), _root(parent, ev[e])
+def _forest_keys(eu, ev, ew, lam, keys, shift):
+    """Sort keys of the edges whose penalised weight is positive: the float's bits above
+    `shift` (monotone in a positive float), the edge's id below; returns their count."""
+    low = (np.uint64(1) << np.uint64(shift)) - np.uint64(1)
+    value = np.empty(1, np.float64)
+    bits = value.view(np.uint64)
+    m = 0
+    for e in range(len(ew)):
+        value[0] = float(ew[e]) - lam[eu[e]] - lam[ev[e]]
+        if value[0] > 0:
+            keys[m] = (bits[0] & ~low) | np.uint64(e)
+            m += 1
+    return m
+
+
+@nb.njit(cache=True)
+def _kruskal_keys(eu, ev, ew, lam, keys, shift, parent, deg, ends_u, ends_v):
+    """Kruskal over `keys` (ascending: walked from the end, heaviest first): the heaviest forest's
+    penalised weight; fills each node's degree in it. Keys equal in their high bits are first put
+    in exact order, so the forest is a heaviest one, not nearly one. The edges' ends are first
+    gathered in key order (`ends_u`, `ends_v`: buffers): loads that do not wait on each other,
+    unlike those inside the union-find loop (a third less time at 100k documents)."""
+    low = (np.uint64(1) << np.uint64(shift)) - np.uint64(1)
+    sh = np.uint64(shift)
+    for i in range(1, len(keys)):
+        if keys[i] >> sh == keys[i - 1] >> sh:  # rare: insertion sort by the exact weight
+            k = keys[i]
+            e = np.int64(k & low)
+            w = float(ew[e]) - lam[eu[e]] - lam[ev[e]]
+            j = i - 1
+            while j >= 0 and keys[j] >> sh == k >> sh:
+                f = np.int64(keys[j] & low)
+                if float(ew[f]) - lam[eu[f]] - lam[ev[f]] <= w:
+                    break
+                keys[j + 1] = keys[j]
+                j -= 1
+            keys[j + 1] = k
+    for i in range(len(keys)):
+        e = np.int64(keys[i] & low)
+        ends_u[i] = eu[e]
+        ends_v[i] = ev[e]
+    for v in range(len(parent)):
+        parent[v] = v
+        deg[v] = 0
+    total = 0.0
+    for i in range(len(keys) - 1, -1, -1):
+        a, b = ends_u[i], ends_v[i]
+        ra, rb = _root(parent, a), _root(parent, b)
         if ra != rb:
             parent[ra] = rb
-            deg[eu[e]] += 1
-            deg[ev[e]] += 1
-            value += mw[e]
-    return value
+            deg[a] += 1
+            deg[b] += 1
+            total += float(ew[np.int64(keys[i] & low)]) - lam[a] - lam[b]
+    return total
 
 
-def forest_bound(eu: np.ndarray, ev: np.ndarray, ew: np.ndarray, n: int, iterations: int) -> float:
+class PenalisedForest:
+    """The heaviest forest under weights w_uv - lam_u - lam_v (buffers kept across steps)."""
+
+    def __init__(self, eu: np.ndarray, ev: np.ndarray, ew: np.ndarray, n: int):
+        self.eu, self.ev, self.ew, self.n = eu, ev, ew, n
+        self.shift = max(1, int(len(ew)).bit_length())
+        self.keys = np.empty(len(ew), np.uint64)
+        self.parent = np.empty(n, np.int64)
+        self.deg = np.zeros(n, np.int64)
+        self.ends_u = np.empty(len(ew), eu.dtype)
+        self.ends_v = np.empty(len(ew), ev.dtype)
+
+    def value(self, lam: np.ndarray) -> float:
+        """max forest under the penalties, plus 2 * sum(lam); self.deg holds the forest's degrees."""
+        m = _forest_keys(self.eu, self.ev, self.ew, lam, self.keys, self.shift)
+        keys = self.keys[:m]
+        keys.sort()
+        return _kruskal_keys(self.eu, self.ev, self.ew, lam, keys, self.shift, self.parent, self.deg,
+                             self.ends_u, self.ends_v) + 2.0 * float(lam.sum())
+
+
+@nb.njit(cache=True)
+def _third_best(indptr, weights):
+    """Each node's third heaviest positive edge weight (0 with fewer): what a path, which uses
+    at most two edges of a node, must give up there at least."""
+    n = len(indptr) - 1
+    out = np.zeros(n)
+    for i in range(n):
+        b1 = b2 = b3 = 0.0
+        for e in range(indptr[i], indptr[i + 1]):
+            w = float(weights[e])
+            if w > b1:
+                b1, b2, b3 = w, b1, b2
+            elif w > b2:
+                b2, b3 = w, b2
+            elif w > b3:
+                b3 = w
+        out[i] = b3
+    return out
+
+
+def forest_bound(eu: np.ndarray, ev: np.ndarray, ew: np.ndarray, n: int, iterations: int,
+                 target: float | None = None, start: np.ndarray | None = None) -> float:
     """min over penalties lam >= 0 of: max forest under w_uv - lam_u - lam_v, plus 2 * sum(lam).
 
     For any set of disjoint paths P (degrees <= 2): w(P) = sum over P of the penalised weights
-    + sum_v lam_v deg_P(v) <= (max forest, penalised) + 2 sum(lam); so every iterate is a bound.
-    Penalties follow the subgradient deg - 2 with Polyak steps toward a greedy lower bound."""
+    + sum_v lam_v deg_P(v) <= (max forest, penalised) + 2 sum(lam); so every step's value is a
+    bound, and the result is the smallest. Edges come heaviest first (`positive_edges`).
+    The first step has no penalties (the maximum spanning forest), the second takes `start`
+    (e.g. half of each node's third best edge weight); then deflected subgradient steps (the
+    direction keeps half of the last one) of Polyak length toward `target`, a known path's
+    weight such as the order's (the greedy path's if higher or none is given), the length
+    halved after 5 steps without a better bound."""
+    forest = PenalisedForest(eu, ev, ew, n)
     lower = _greedy_linear_forest(eu, ev, ew, n)
+    goal = lower if target is None else max(lower, float(target))
     lam = np.zeros(n)
-    deg = np.zeros(n, np.int64)
+    step_dir = np.zeros(n)
     best = np.inf
     mu, stall = 2.0, 0
-    for _ in range(iterations):
-        mw = ew - lam[eu] - lam[ev]
-        live = np.flatnonzero(mw > 0)
-        order = live[np.argsort(-mw[live])]  # ties in any order: the forest's weight is the same
-        value = _penalised_forest(eu, ev, mw, order, n, deg) + 2.0 * lam.sum()
+    for it in range(iterations):
+        value = forest.value(lam)
         if value < best - 1e-12 * max(1.0, abs(best)) or best == np.inf:
             best, stall = value, 0
         else:
             stall += 1
             if stall >= 5:
                 mu, stall = mu / 2.0, 0
-        g = (deg - 2).astype(np.float64)
-        g[(g < 0) & (lam <= 0)] = 0.0  # a penalty already at 0 cannot go lower
-        norm2 = float(g @ g)
-        gap = best - lower
-        if norm2 == 0 or gap <= 1e-9 * max(1.0, best) or mu < 1e-4:
+                step_dir[:] = 0.0  # start the deflection afresh at each shorter step
+        grad = (forest.deg - 2).astype(np.float64)
+        grad[(grad < 0) & (lam <= 0)] = 0.0  # a penalty already at 0 cannot go lower
+        gap = value - goal  # Polyak: this step's excess over a known path
+        if not grad.any() or best - goal <= 1e-9 * max(1.0, best) or mu < 1e-4:
             break  # every degree fits (the forest is a set of paths: exact) or no progress left
-        lam = np.maximum(0.0, lam + mu * gap / norm2 * g)
+        if it == 0 and start is not None:
+            lam = np.maximum(0.0, start)
+            continue
+        step_dir = grad + 0.5 * step_dir
+        step_dir[(step_dir < 0) & (lam <= 0)] = 0.0
+        # squared norms by numpy's own sum, not BLAS: a BLAS dot wakes its thread pool, which
+        # cost 14 ms a call on a loaded 2-core machine (more than the forest step itself)
+        norm2 = float(np.square(step_dir).sum())
+        if norm2 == 0:  # the last direction cancels this one: take this one alone
+            step_dir, norm2 = grad, float(np.square(grad).sum())
+        lam = np.maximum(0.0, lam + mu * gap / norm2 * step_dir)
     return float(best)
 
 
 def forest_iterations(n_edges: int) -> int:
-    """Subgradient steps of the forest bound: 100 (converged on the quality corpora) up to
-    500k edges, then fewer so a metrics pass stays near 5e7 edge visits (10 at least); every
-    step gives a valid bound, fewer steps only a looser one."""
-    return int(max(10, min(100, 50_000_000 // max(1, n_edges))))
+    """Subgradient steps of the forest bound: 100 up to 200k edges (every quality corpus), then
+    fewer so a metrics pass stays near 2e7 edge visits (10 at least: 73 at 31k documents, 20 at
+    100k). Chosen on the 31k BBC windows and the 100k synthetic corpus, where these steps end
+    tighter than the 100 and 50 steps of the earlier rule (docs/benchmarks.md); every step gives
+    a valid bound, fewer steps only a looser one."""
+    return int(max(10, min(100, 20_000_000 // max(1, n_edges))))
 
 
-def path_bound_forest(graph: Graph, iterations: int | None = None) -> float:
+def path_bound_forest(graph: Graph, iterations: int | None = None, target: float | None = None) -> float:
     """Held-Karp style Lagrangian upper bound on any Hamiltonian path's weight (jumps count 0;
     negative edges never raise the best path's positive part, so they are left out)."""
     if graph.n < 2:
         return 0.0
-    eu, ev, ew = _positive_edges(graph.indptr, graph.indices, graph.weights)
+    eu, ev, ew = positive_edges(graph)
     if len(ew) == 0:
         return 0.0
     steps = forest_iterations(graph.n_edges) if iterations is None else iterations
-    return forest_bound(eu, ev, ew, graph.n, steps)
+    start = 0.5 * _third_best(graph.indptr, graph.weights)
+    return forest_bound(eu, ev, ew, graph.n, steps, target, start)
 
 
 # Above this many graph entries the forest bound is left out: its steps each sort every
@@ -226,15 +386,17 @@ def bound_method(graph: Graph, max_forest_edges: int = FOREST_BOUND_MAX_EDGES) -
     return "forest" if graph.n_edges <= max_forest_edges else "two_best"
 
 
-def path_bound(graph: Graph, iterations: int | None = None, max_forest_edges: int = FOREST_BOUND_MAX_EDGES) -> float:
+def path_bound(graph: Graph, iterations: int | None = None, max_forest_edges: int = FOREST_BOUND_MAX_EDGES,
+               target: float | None = None) -> float:
     """Upper bound on any Hamiltonian path's weight: the smaller of the two-best-edges bound and
     the Lagrangian forest bound (both valid, so their minimum is too); the two-best bound
-    alone on graphs larger than `max_forest_edges`."""
+    alone on graphs larger than `max_forest_edges`. `target`: a known path's weight (the
+    order's), which steers the forest bound's steps; any value leaves the bound valid."""
     if graph.n < 2:
         return 0.0
     if bound_method(graph, max_forest_edges) == "two_best":
         return path_bound_two_best(graph)
-    return min(path_bound_two_best(graph), path_bound_forest(graph, iterations))
+    return min(path_bound_two_best(graph), path_bound_forest(graph, iterations, target))
 
 
 def label_agreement(labels, order: np.ndarray, seed: int = 0, random_trials: int = 5) -> dict:

@@ -8,11 +8,15 @@ import numpy as np
 from ..atomic import write_json
 from ..corpus import DocStore
 from ..graph import graph_from_knn
-from ..metrics import (adjacent_similarity, bound_method, forest_iterations, label_agreement, path_bound,
-                       path_bound_two_best, path_weight)
+from ..metrics import (adjacent_similarities_in_slabs, bound_method, forest_iterations, label_agreement,
+                       path_bound, path_bound_two_best, path_weight)
 from ..pipeline import RunContext, Stage
 from .embed import load_embeddings
 from .order import kept_graph
+
+
+def mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else 0.0
 
 
 class MetricsStage(Stage):
@@ -26,26 +30,34 @@ class MetricsStage(Stage):
     def run(self, ctx: RunContext) -> dict:
         seed = ctx.cfg.seed
         order = np.load(ctx.path("order.npy"))
-        emb = np.asarray(load_embeddings(ctx))
-        kept, k_ids, k_sims = kept_graph(ctx)
-        graph = graph_from_knn(k_ids, k_sims)
-        pos = np.full(len(emb), -1, dtype=np.int64)
-        pos[kept] = np.arange(len(kept))
-        local = pos[order]
+
+        def open_embeddings() -> np.ndarray:  # memory-mapped afresh for each slab pair
+            return load_embeddings(ctx)
+
         values: dict = {
             "adjacent_similarity": {
-                "ordered": adjacent_similarity(emb, order),
-                "random": adjacent_similarity(emb, np.random.default_rng(seed).permutation(order)),
+                "ordered": mean(adjacent_similarities_in_slabs(open_embeddings, order)),
+                "random": mean(adjacent_similarities_in_slabs(open_embeddings,
+                                                              np.random.default_rng(seed).permutation(order))),
             },
         }
+        kept, k_ids, k_sims = kept_graph(ctx)
+        graph = graph_from_knn(k_ids, k_sims)
+        del k_ids, k_sims
+        pos = np.full(len(open_embeddings()), -1, dtype=np.int64)
+        pos[kept] = np.arange(len(kept))
+        local = pos[order]
         pw = path_weight(graph, local)
-        bound = path_bound(graph)  # the tighter of the forest (Lagrangian) and two-best bounds (two-best alone on huge graphs)
+        # the tighter of the forest (Lagrangian) and two-best bounds (two-best alone on huge
+        # graphs); the order's own weight steers the forest bound's steps
+        bound = path_bound(graph, target=pw["sum"])
         two_best = path_bound_two_best(graph)  # the bound used before, kept beside it
+        method = bound_method(graph)
         values["path_weight"] = {**pw, "bound": bound, "ratio": pw["sum"] / bound if bound else 0.0,
                                  "path_bound_two_best": two_best,
                                  "ratio_two_best": pw["sum"] / two_best if two_best else 0.0,
-                                 "bound_method": bound_method(graph),
-                                 "bound_iterations": forest_iterations(graph.n_edges) if bound_method(graph) == "forest" else 0}
+                                 "bound_method": method,
+                                 "bound_iterations": forest_iterations(graph.n_edges) if method == "forest" else 0}
         store = DocStore(ctx.path("store"))
         if store.label_codes is not None:
             values["label_agreement"] = label_agreement(store.label_codes, order, seed=seed)
