@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..corpus import DocStore
+from .columns import table_from_rows
 from .schema import OutputSchema, output_schema
 from ..atomic import commit
 
@@ -42,9 +43,7 @@ def jsonl_bytes(rows: list[dict]) -> bytes:
 
 def parquet_table(rows: list[dict], policy: OutputSchema):
     """Arrow table of one batch of records with the policy's schema (converted fields as JSON text)."""
-    import pyarrow as pa
-
-    return pa.Table.from_pylist(policy.parquet_rows(rows), schema=policy.schema)
+    return table_from_rows(policy.parquet_rows(rows), policy.schema)
 
 
 def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, label_field: str | None,
