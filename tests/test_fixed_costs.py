@@ -126,3 +126,16 @@ def test_cli_freezes_the_gc_only_when_it_owns_the_process(tmp_path):
     code = (f"import gc, sys; sys.argv = ['contextsort', 'report', {str(tmp_path / 'missing')!r}]\n"
             "from contextsort.cli import main\nstatus = main()\nprint(status, gc.get_freeze_count() > 1000)")
     assert python(code).split() == ["2", "True"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(TEXT, JSON_VALUES, max_size=5), max_size=5))
+def test_jsonl_lines_are_json_dumps(rows):
+    from contextsort.formats import jsonl_bytes
+
+    assert jsonl_bytes(rows) == "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows).encode("utf-8")
