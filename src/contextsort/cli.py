@@ -182,10 +182,11 @@ def main(argv: list[str] | None = None) -> int:
 def skip_collections() -> None:
     """Leave the objects alive now out of all later garbage collections (gc.freeze).
 
-    Used only when the process ends with `main`. A full collection traverses every object of
-    numba, FAISS, pyarrow, matplotlib...: about 0.1 s each during a run, and 0.4 s at exit,
-    where the interpreter runs them only to free memory that the process's end frees anyway.
-    Output files are closed by then and stdout/stderr are flushed at exit regardless.
+    Used only when the process ends with `main`. A full collection traverses every live object
+    (numba's, FAISS's, pyarrow's, matplotlib's...): a run does a few (0.3 s in all at 31k documents
+    on a shared machine), and the interpreter's exit runs more (0.4-0.9 s), only to free memory
+    that the process's end frees anyway (docs/benchmarks.md "Fixed costs (round 4)"). Output
+    files are closed by then, and stdout/stderr are flushed at exit regardless.
     """
     import gc
 
