@@ -35,8 +35,7 @@ class Progress:
     """
 
     def __init__(self, total: int | None, desc: str, unit: str = "doc"):
-        from tqdm.auto import tqdm
-
+        tqdm = tqdm_class()
         self.total = total
         self.desc = desc
         self.done = 0
@@ -63,6 +62,19 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.bar.close()
+
+
+def tqdm_class():
+    """tqdm's notebook bar in Jupyter, its console bar elsewhere: `tqdm.auto` without its asyncio
+    subclass (importing asyncio for it took 30-60 ms of every run's start; no bar here is async)."""
+    import warnings
+
+    from tqdm import TqdmExperimentalWarning
+
+    with warnings.catch_warnings():  # as tqdm.auto does: autonotebook warns in notebooks
+        warnings.simplefilter("ignore", category=TqdmExperimentalWarning)
+        from tqdm.autonotebook import tqdm
+    return tqdm
 
 
 def progress(total: int | None, desc: str, unit: str = "doc") -> Progress:

@@ -296,12 +296,15 @@ def kv_table(items: list[tuple[str, object]]) -> str:
     return table([[esc(k), fmt(v)] for k, v in items], cls="kv")
 
 
+PNG_COMPRESS_LEVEL = 1  # zlib level: half the encoding time of the default 6, for about 10% more bytes
+
+
 def figure(fig, alt: str) -> str:
     """The figure as an embedded PNG, drawn on an Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf, metadata={"Software": None})
+    FigureCanvasAgg(fig).print_png(buf, metadata={"Software": None}, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 

