@@ -103,4 +103,8 @@ def test_hybrid_graph_from_the_file_equals_the_arrays(stored, monkeypatch):
     monkeypatch.setattr(S, "LEXICAL_BLOCK", 256)
     got = S.hybrid_knn(RowFile(path), lex, 10, 0.3, dense, lexical)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]) and got[2] == want[2]
+    monkeypatch.setattr(S, "LEXICAL_BLOCK", 1)
+    monkeypatch.setattr(S, "HYBRID_PASSES", 3)  # blocks of n / 3 rows: three passes over the file
+    got = S.hybrid_knn(RowFile(path), lex, 10, 0.3, dense, lexical)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     assert not np.array_equal(want[0], dense[0])  # the lexical signal changed the lists

@@ -48,6 +48,7 @@ N_FEATURES = 1 << 20  # hashed vocabulary; collisions are rare at this size
 LEXICAL_EXACT_MAX_N = 10_000  # exact lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
 TRANSFORM_ROWS = 65_536  # rows weighted per step (bounds the temporaries of `LexicalModel.transform`)
 LEXICAL_BLOCK = 65_536  # rows whose lexical candidates are held at once (docs/scale.md, memory)
+HYBRID_PASSES = 16  # at most this many passes over an embeddings file per hybrid graph (larger blocks beyond 1M rows)
 LEXICAL_MAX_DF = 0.2  # terms from ids: words in more than this share of documents are stop words (benchmarks/lexical_ids.py)
 
 
@@ -999,8 +1000,11 @@ def hybrid_knn(
     else:
         ids = np.full((n, k_eff), -1, dtype=np.int64)
         sims = np.zeros((n, k_eff), dtype=np.float32)
-    for r0 in range(0, n, LEXICAL_BLOCK):  # one block's candidates at a time
-        r1 = min(n, r0 + LEXICAL_BLOCK)
+    # one block's candidates at a time; each block reads a file of embeddings once (`candidate_dots`),
+    # so beyond LEXICAL_BLOCK * HYBRID_PASSES rows blocks grow with n and the reads stay linear in n
+    block = max(LEXICAL_BLOCK, -(-n // HYBRID_PASSES))
+    for r0 in range(0, n, block):
+        r1 = min(n, r0 + block)
         cand = np.concatenate([d_ids[r0:r1], l_ids[r0:r1]], axis=1)
         b_ids, b_sims = rescore(cand, k, dense=emb, lexical=x, weight=weight, dense_scale=d_scale, lexical_scale=l_scale,
                                 reserve=True, first=r0, n_docs=n)
