@@ -74,10 +74,12 @@ def test_candidate_dots_from_the_file_equal_the_arrays_bit_for_bit(stored):
     rng = np.random.default_rng(1)
     cand = rng.integers(-1, 1000, size=(50, 7))  # -1: no candidate
     first = 600
+    cand[3, 2], cand[4, 5], cand[5, 6] = 603, cand[4, 1], cand[5, 0]  # self and repeats: not computed (0)
     want = np.zeros(cand.shape)
     for i in range(50):
         for t in range(7):
-            if cand[i, t] >= 0:  # float32 products summed in order in float64, as the rescoring's
+            if cand[i, t] >= 0 and cand[i, t] != first + i and cand[i, t] not in cand[i, :t]:
+                # float32 products summed in order in float64, as the rescoring's
                 s = 0.0
                 for d in range(x.shape[1]):
                     s += float(x[first + i, d] * x[cand[i, t], d])

@@ -824,12 +824,13 @@ def _rescore_rows(r0, r1, first, cand, has_dense, dots, has_lex, indptr, indices
                 row[indices[e]] = 0.0
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(nogil=True, cache=True)
 def _slab_dots(queries, slab, s0, cand, pairs, dots):
     """dots[i, t] = queries[i] . slab[cand[i, t] - s0] for the flat pair indices p = i * c + t in
-    `pairs`: the products and summation order of `_dense_dot` (bit-identical results)."""
+    `pairs`: the products and summation order of `_dense_dot` (bit-identical results).
+    Serial and without the GIL: `candidate_dots` runs one slab per thread."""
     c = cand.shape[1]
-    for u in nb.prange(len(pairs)):
+    for u in range(len(pairs)):
         i = pairs[u] // c
         t = pairs[u] - i * c
         j = cand[i, t] - s0
@@ -840,18 +841,38 @@ def _slab_dots(queries, slab, s0, cand, pairs, dots):
 
 
 @nb.njit(cache=True)
-def _group_by_slab(cand, slab_rows, n_slabs, ptr, pairs):
-    """Counting sort of the flat indices of cand's valid entries (>= 0) by slab (id // slab_rows):
+def _needed_pairs(cand, first, keep):
+    """keep[i, t]: cand[i, t] is a candidate the rescoring scores (not -1, not the document
+    first + i itself, not a repeat of an earlier entry of its row); returns how many."""
+    c = cand.shape[1]
+    total = 0
+    for i in range(cand.shape[0]):
+        for t in range(c):
+            j = cand[i, t]
+            ok = j >= 0 and j != first + i
+            for u in range(t):
+                if ok and cand[i, u] == j:
+                    ok = False
+            keep[i, t] = ok
+            if ok:
+                total += 1
+    return total
+
+
+@nb.njit(cache=True)
+def _group_by_slab(cand, keep, slab_rows, n_slabs, ptr, pairs):
+    """Counting sort of the flat indices of cand's kept entries by slab (id // slab_rows):
     slab s's pairs are pairs[ptr[s]:ptr[s + 1]], in ascending index order."""
     flat = cand.ravel()
+    kept = keep.ravel()
     for p in range(len(flat)):
-        if flat[p] >= 0:
+        if kept[p]:
             ptr[flat[p] // slab_rows + 1] += 1
     for s in range(n_slabs):
         ptr[s + 1] += ptr[s]
     fill = ptr[:-1].copy()
     for p in range(len(flat)):
-        if flat[p] >= 0:
+        if kept[p]:
             s = flat[p] // slab_rows
             pairs[fill[s]] = p
             fill[s] += 1
@@ -859,31 +880,55 @@ def _group_by_slab(cand, slab_rows, n_slabs, ptr, pairs):
 
 def candidate_dots(emb, cand: np.ndarray, first: int, slab_rows: int | None = None) -> np.ndarray:
     """Dense dot products, float64 [m, c], of document first + i with candidate cand[i, t]
-    (0 where cand < 0). `emb`: an array or a `rowfile.RowFile`. From a file, the block's own
+    (0 where cand < 0, for the document itself and for repeats in a row, which the rescoring
+    skips). `emb`: an array or a `rowfile.RowFile`. From a file, the block's own
     rows are read once and the candidates' rows in one pass of slabs, each pair computed
     when its candidate's slab is in the buffer: the process never maps the file, so its
     pages stay in the page cache and out of the RSS (docs/benchmarks.md, "Memory at 1M").
-    `slab_rows`: rows per slab (default `rowfile.SLAB_BYTES` of them)."""
+    `slab_rows`: rows per slab (default: `rowfile.SLAB_BYTES` of them from a file, an array in
+    as many slabs as threads).
+    Slabs are shared among numba's number of threads (results do not depend on it)."""
     src = row_source(emb)
     m, c = cand.shape
     dots = np.zeros((m, c), np.float64)
     if m == 0 or c == 0:
         return dots
     as_f32 = (lambda a: np.ascontiguousarray(a, dtype=np.float32))
+    keep = np.empty(cand.shape, np.bool_)
+    n_pairs = _needed_pairs(cand, int(first), keep)
     queries = as_f32(src.read(first, first + m))
-    if isinstance(src, ArrayRows):  # in memory: one slab, the whole array
-        flat = cand.ravel()
-        _slab_dots(queries, as_f32(src.array), 0, cand, np.flatnonzero(flat >= 0), dots)
-        return dots
-    slab_rows = max(1, slab_rows or SLAB_BYTES // max(1, src.row_bytes))
-    n_slabs = -(-len(src) // slab_rows)
+    n = len(src)
+    if not slab_rows:  # from a file: SLAB_BYTES at a time; in memory: one slab per thread
+        slab_rows = SLAB_BYTES // max(1, src.row_bytes) if isinstance(src, RowFile) else -(-n // nb.get_num_threads())
+    slab_rows = max(1, slab_rows)
+    n_slabs = -(-n // slab_rows)
     ptr = np.zeros(n_slabs + 1, np.int64)
-    pairs = np.empty(int((cand >= 0).sum()), np.int64)
-    _group_by_slab(cand, slab_rows, n_slabs, ptr, pairs)
-    for s0, slab in src.slabs(slab_rows):
-        a, b = ptr[s0 // slab_rows], ptr[s0 // slab_rows + 1]
-        if b > a:
-            _slab_dots(queries, as_f32(slab), s0, cand, pairs[a:b], dots)
+    pairs = np.empty(n_pairs, np.int64)
+    _group_by_slab(cand, keep, slab_rows, n_slabs, ptr, pairs)
+    del keep
+
+    def work(mine: range) -> None:
+        # each thread reads its own slabs into its own buffer; pairs of different slabs write
+        # different entries of dots. (Threads, not a numba parallel loop per slab: on a loaded
+        # machine every parallel region waits for all its threads, ~10 ms each, 1,000 slabs at 1M.)
+        buf = None
+        for k in mine:
+            a, b = ptr[k], ptr[k + 1]
+            if b > a:
+                s0 = k * slab_rows
+                if buf is None and isinstance(src, RowFile):
+                    buf = np.empty((min(slab_rows, n), src.shape[1]), src.dtype)
+                rows = src.read(s0, min(n, s0 + slab_rows), buf)
+                _slab_dots(queries, as_f32(rows), s0, cand, pairs[a:b], dots)
+
+    threads = max(1, min(nb.get_num_threads(), n_slabs))
+    if threads == 1:
+        work(range(n_slabs))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, [range(t, n_slabs, threads) for t in range(threads)]))
     return dots
 
 
