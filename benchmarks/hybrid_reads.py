@@ -4,7 +4,9 @@ file (this tree), alternated in one process on the same inputs; the graphs are a
 equal every time. Prints JSON.
 
     git archive ed93a5c src | tar -x -C /tmp/old_src
-    PYTHONPATH=src python benchmarks/hybrid_reads.py /work/cache/mem4/run --old /tmp/old_src/src --n 1000000
+    PYTHONPATH=src python benchmarks/hybrid_reads.py /work/cache/mem4/run --old /tmp/old_src/src
+    PYTHONPATH=src python benchmarks/hybrid_reads.py /work/cache/mem4/run --old /tmp/old_src/src --n 100000 \
+        --dense /tmp/lexical_memory_dense.npz   # left by lexical_memory.py --first 100000
 
 Inputs: the run's embeddings, token store and dedup lists (the dense lists, as in
 `lexical_memory.py`); the lexical vectors and lists are built once and cached in --cache.
@@ -34,6 +36,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cache", default="/tmp/hybrid_reads_cache")
+    ap.add_argument("--dense", help="an .npz of dense lists (ids, sims) of the first --n documents, e.g. the one "
+                    "`lexical_memory.py --first N` caches; the run's dedup lists point past the first N")
     a = ap.parse_args()
 
     import scipy.sparse as sp
@@ -68,7 +72,15 @@ def main() -> None:
     x = sp.load_npz(cache / "x.npz").tocsr()
     x.has_sorted_indices = True
     l_ids, l_sims = np.load(cache / "l_ids.npy"), np.load(cache / "l_sims.npy")
-    d_ids, d_sims = np.load(run / "dedup_ids.npy")[:n], np.load(run / "dedup_sims.npy")[:n]
+    if a.dense:
+        z = np.load(a.dense)
+        d_ids, d_sims = z["ids"], z["sims"]
+        if d_ids.shape[0] != n:
+            raise SystemExit(f"{a.dense}: lists of {d_ids.shape[0]} documents, --n is {n}")
+    elif n < np.load(run / "dedup_ids.npy", mmap_mode="r").shape[0]:
+        raise SystemExit("--n below the run's size needs --dense (the run's lists point past the first N)")
+    else:
+        d_ids, d_sims = np.load(run / "dedup_ids.npy"), np.load(run / "dedup_sims.npy")
     rows = RowFile(run / "embeddings.npy", rows=n)
     t: dict[str, list[float]] = {"memory_map_old": [], "rowfile_new": []}
     for r in range(a.reps + 1):
