@@ -40,7 +40,7 @@ from typing import Iterable, Sequence
 import numba as nb
 import numpy as np
 
-from .rowfile import SLAB_BYTES, ArrayRows, RowFile, row_source
+from .rowfile import SLAB_BYTES, RowFile, row_source
 
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
