@@ -9,8 +9,12 @@ digest is for: run this twice, once on the old source tree, once on the new, and
 
     PYTHONPATH=src python benchmarks/lexical_memory.py /work/cache/memlex/run --k 16
 
-Peak RSS is this process's VmHWM (the embeddings are touched first, so the baseline
-includes them, as in a run); `added_mb` is the peak above that baseline.
+It does what the stage does after its dense kNN: the token store is let go once the
+vectors are built, the graph is written over the dense lists (`overwrite_dense`), and the
+embeddings are read the way the source tree under test reads them (`rowfile.RowFile`, explicit
+reads, where it exists; a memory map before). Peak RSS is this process's VmHWM; `added_mb` is
+the peak above the baseline (imports done, dense lists loaded). A sampler thread notes the
+anonymous / file-backed split (/proc/self/status RssAnon / RssFile) at the highest sample.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +34,30 @@ def vm_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def rss_fields() -> dict[str, int]:
+    """VmRSS, RssAnon, RssFile (kB) of this process."""
+    out = {}
+    for line in open("/proc/self/status"):
+        key = line.split(":")[0]
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(line.split()[1])
+    return out
+
+
+class Sampler(threading.Thread):
+    """The /proc/self/status sample with the highest VmRSS, every `interval` seconds."""
+
+    def __init__(self, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.interval, self.top, self.stop = interval, {"VmRSS": 0}, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            f = rss_fields()
+            if f.get("VmRSS", 0) > self.top["VmRSS"]:
+                self.top = f
 
 
 def main() -> None:
@@ -49,6 +78,10 @@ def main() -> None:
 
     run = Path(a.run)
     emb = np.load(run / "embeddings.npy", mmap_mode="r")
+    try:  # the source tree under test reads rows explicitly (this change) or maps them (before)
+        from contextsort.rowfile import RowFile
+    except ImportError:
+        RowFile = None
     if a.first:
         emb = emb[: a.first]
         cache = Path(a.dense_cache)
@@ -62,26 +95,40 @@ def main() -> None:
     else:
         d_ids = np.load(run / "dedup_ids.npy")
         d_sims = np.load(run / "dedup_sims.npy")
-    for s in range(0, emb.shape[0], 65536):  # touch every page: the baseline holds the embeddings
-        np.asarray(emb[s : s + 65536]).max()
+    n = emb.shape[0]
+    if RowFile is not None:
+        emb = RowFile(run / "embeddings.npy", rows=n)
+    # [n, k] lists as the stage's walk lists (written over by the graph); the run's dedup lists
+    # have --k 10 columns: the rest is padding (-1, skipped by the rescoring: same graph)
+    pad_ids, pad_sims = np.full((n, a.k), -1, dtype=np.int64), np.zeros((n, a.k), dtype=np.float32)
+    w = min(a.k, d_ids.shape[1])
+    pad_ids[:, :w], pad_sims[:, :w] = d_ids[:, :w], d_sims[:, :w]
+    d_ids, d_sims = pad_ids, pad_sims
+    del pad_ids, pad_sims
+    tok = get_tokenizer("llama2")
+    base = vm_kb("VmRSS")
+    sampler = Sampler()
+    sampler.start()
+    t0 = time.perf_counter()
     stream = TokenStream.open(run / "tokens")
     start, length = content_spans(stream)
-    if a.first:
-        start, length = start[: a.first], length[: a.first]
-    base = vm_kb("VmRSS")
-    t0 = time.perf_counter()
-    lex = lexical_vectors_from_ids(stream.tokens, start, np.asarray(length), get_tokenizer("llama2"), a.weighting)
+    lex = lexical_vectors_from_ids(stream.tokens, start[:n], np.asarray(length[:n]), tok, a.weighting)
+    del stream, start, length  # as the stage: the token store is let go once the vectors are built
     t1 = time.perf_counter()
     ids, sims, info = similarity_graph("hybrid", emb, None, a.k, weighting=a.weighting,
                                        weight=DEFAULT_HYBRID_WEIGHT if a.weight is None else a.weight,
-                                       dense_knn=(d_ids, d_sims), lexical=lex)
+                                       dense_knn=(d_ids, d_sims), lexical=lex, overwrite_dense=True)
     t2 = time.perf_counter()
+    sampler.stop.set()
+    sampler.join()
     peak = vm_kb("VmHWM")
     digest = hashlib.sha256(np.ascontiguousarray(ids).tobytes() + np.ascontiguousarray(sims).tobytes()).hexdigest()[:16]
     print(json.dumps({
-        "n": int(emb.shape[0]), "k": a.k, "lexical_nnz": int(lex.nnz),
+        "n": int(n), "k": a.k, "lexical_nnz": int(lex.nnz),
         "baseline_rss_mb": round(base / 1024, 1), "peak_rss_mb": round(peak / 1024, 1),
         "added_mb": round((peak - base) / 1024, 1),
+        "at_highest_sample_mb": {key: round(v / 1024, 1) for key, v in sampler.top.items()},
+        "embeddings": "explicit reads (rowfile)" if RowFile is not None else "memory map",
         "vectors_seconds": round(t1 - t0, 1), "graph_seconds": round(t2 - t1, 1),
         "params": info.params, "digest": digest,
     }, indent=1))

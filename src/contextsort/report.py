@@ -25,6 +25,7 @@ from .corpus import DocStore
 from .errors import ContextsortError, DependencyMissing
 from .graph import Graph, graph_from_knn, restrict_knn
 from .metrics import adjacent_similarities, label_agreement, path_bound, path_edge_weights
+from .rowfile import RowFile
 
 PLOT_SAMPLE = 200_000  # pairs or documents drawn for a histogram
 MAP_SAMPLE = 4_000  # documents in the 2-D map
@@ -156,8 +157,10 @@ class RunView:
         return DocStore(self.dir / "store") if self.has("store/text.idx.npy", "store/label_names.json") else None
 
     @cached_property
-    def emb(self) -> np.ndarray | None:
-        return self.load("embeddings.npy") if self.has("embeddings.npy") else None
+    def emb(self) -> RowFile | None:
+        """The embeddings, rows read on demand (`RowFile.take`): read through a memory map, every
+        page the cosines below touch would stay in the RSS (1 GB at 1M documents)."""
+        return RowFile(self.dir / "embeddings.npy") if self.has("embeddings.npy") else None
 
     @cached_property
     def valid(self) -> np.ndarray | None:
@@ -199,16 +202,16 @@ class RunView:
         """Cosine similarity of the document pairs (a[i], b[i]) (embeddings are unit norm)."""
         out = np.empty(len(a), dtype=np.float64)
         for s in range(0, len(a), CHUNK):
-            x = np.asarray(self.emb[a[s:s + CHUNK]], dtype=np.float32)
-            y = np.asarray(self.emb[b[s:s + CHUNK]], dtype=np.float32)
-            out[s:s + CHUNK] = np.einsum("ij,ij->i", x, y)
+            m = len(a[s:s + CHUNK])
+            rows = np.asarray(self.emb.take(np.concatenate([a[s:s + CHUNK], b[s:s + CHUNK]])), dtype=np.float32)
+            out[s:s + CHUNK] = np.einsum("ij,ij->i", rows[:m], rows[m:])
         return out
 
     def along(self, order: np.ndarray) -> np.ndarray:
         """Cosine of each consecutive pair along `order`, read in chunks (float16 files too)."""
         out = np.empty(max(0, len(order) - 1), dtype=np.float64)
         for s in range(0, len(out), CHUNK):
-            rows = np.asarray(self.emb[order[s:s + CHUNK + 1]], dtype=np.float32)
+            rows = np.asarray(self.emb.take(order[s:s + CHUNK + 1]), dtype=np.float32)
             out[s:s + len(rows) - 1] = adjacent_similarities(rows, np.arange(len(rows)))
         return out
 
@@ -581,7 +584,7 @@ def map_section(run: RunView) -> str | None:
     stretch = np.arange(start, start + stretch_len)
     others = np.setdiff1d(rng.choice(n, min(n, MAP_SAMPLE), replace=False), stretch)
     pos = np.concatenate([others, stretch])
-    x = np.asarray(run.emb[run.order[pos]], dtype=np.float32)
+    x = np.asarray(run.emb.take(run.order[pos]), dtype=np.float32)
     xy, method = project(x, run.seed)
     panels = 2 if run.labelled else 1
     fig, axes = new_figure((5.6 * panels, 4.9), (0.15, 0.15, 0.15 if run.labelled else 0.75, 0.55), ncols=panels, gap=0.85)

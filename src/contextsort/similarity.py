@@ -22,9 +22,12 @@ decreasing similarity, so dedup, traversal and metrics do not change.
 
 Memory: the lexical kNN and the hybrid merge run over blocks of `LEXICAL_BLOCK` rows, and
 the sparse matrix is never copied whole after it is built (weights, stop words and the
-numba kernels work on its own int32 / float32 arrays): beside the embeddings, a hybrid
-graph at 1M documents holds the lexical vectors, the two signals' lists and one block
-(docs/benchmarks.md, "Memory at 1M").
+numba kernels work on its own int32 / float32 arrays). The hybrid's dense dot products
+can read the embeddings from their file (`rowfile.RowFile`): per block of rows, the
+candidates are grouped by the slab of the file that holds them and each slab is read once
+into a reused buffer, so the file stays in the page cache rather than in the process's
+RSS. A hybrid graph at 1M documents then holds the lexical vectors, the two signals'
+lists and one block (docs/benchmarks.md, "Memory at 1M").
 """
 
 from __future__ import annotations
@@ -37,12 +40,15 @@ from typing import Iterable, Sequence
 import numba as nb
 import numpy as np
 
+from .rowfile import SLAB_BYTES, RowFile, row_source
+
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
 N_FEATURES = 1 << 20  # hashed vocabulary; collisions are rare at this size
 LEXICAL_EXACT_MAX_N = 10_000  # exact lexical kNN up to here (20k synthetic docs: exact 45 s, pruned 20 s, recall 0.998; benchmarks/similarity.py --scale)
 TRANSFORM_ROWS = 65_536  # rows weighted per step (bounds the temporaries of `LexicalModel.transform`)
 LEXICAL_BLOCK = 65_536  # rows whose lexical candidates are held at once (docs/scale.md, memory)
+HYBRID_PASSES = 16  # at most this many passes over an embeddings file per hybrid graph (larger blocks beyond 1M rows)
 LEXICAL_MAX_DF = 0.2  # terms from ids: words in more than this share of documents are stop words (benchmarks/lexical_ids.py)
 
 
@@ -701,14 +707,14 @@ def _dense_dot(emb, a, b):
 
 
 @nb.njit(parallel=True, cache=True)
-def _rescore(cand, first, has_dense, emb, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
+def _rescore(cand, first, has_dense, dots, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
     """`_rescore_rows` over chunks of rows in parallel (rows are independent: same result)."""
     n = cand.shape[0]
     n_chunks = min(n, 64)
     step = (n + n_chunks - 1) // n_chunks if n_chunks else 0
     for c in nb.prange(n_chunks):
         row = np.zeros(n_features if has_lex else 1, np.float32)
-        _rescore_rows(c * step, min(n, (c + 1) * step), first, cand, has_dense, emb, has_lex, indptr, indices, data, row,
+        _rescore_rows(c * step, min(n, (c + 1) * step), first, cand, has_dense, dots, has_lex, indptr, indices, data, row,
                       w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s)
 
 
@@ -725,8 +731,9 @@ def _gather_dot(indptr, indices, data, j, row):
 
 
 @nb.njit(cache=True)
-def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices, data, row, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
+def _rescore_rows(r0, r1, first, cand, has_dense, dots, has_lex, indptr, indices, data, row, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
     """For rows r0..r1-1 of cand (document first + row): unique candidates, score = w*(dense-lo_d)/sc_d + (1-w)*(lex-lo_l)/sc_l.
+    dots[i, t]: the dense dot product of the document and candidate cand[i, t] (`candidate_dots`).
 
     With reserve, each signal's best candidate (by its own score) is kept in the top k.
     """
@@ -753,7 +760,7 @@ def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices,
                     break
             if dup:
                 continue
-            dd = _dense_dot(emb, doc, j) if has_dense else 0.0
+            dd = dots[i, t] if has_dense else 0.0
             ll = _gather_dot(indptr, indices, data, j, row) if has_lex else 0.0
             buf_i[c] = j
             buf_d[c] = dd
@@ -817,6 +824,114 @@ def _rescore_rows(r0, r1, first, cand, has_dense, emb, has_lex, indptr, indices,
                 row[indices[e]] = 0.0
 
 
+@nb.njit(nogil=True, cache=True)
+def _slab_dots(queries, slab, s0, cand, pairs, dots):
+    """dots[i, t] = queries[i] . slab[cand[i, t] - s0] for the flat pair indices p = i * c + t in
+    `pairs`: the products and summation order of `_dense_dot` (bit-identical results).
+    Serial and without the GIL: `candidate_dots` runs one slab per thread."""
+    c = cand.shape[1]
+    for u in range(len(pairs)):
+        i = pairs[u] // c
+        t = pairs[u] - i * c
+        j = cand[i, t] - s0
+        s = 0.0
+        for d in range(queries.shape[1]):
+            s += float(queries[i, d]) * float(slab[j, d])
+        dots[i, t] = s
+
+
+@nb.njit(cache=True)
+def _needed_pairs(cand, first, keep):
+    """keep[i, t]: cand[i, t] is a candidate the rescoring scores (not -1, not the document
+    first + i itself, not a repeat of an earlier entry of its row); returns how many."""
+    c = cand.shape[1]
+    total = 0
+    for i in range(cand.shape[0]):
+        for t in range(c):
+            j = cand[i, t]
+            ok = j >= 0 and j != first + i
+            for u in range(t):
+                if ok and cand[i, u] == j:
+                    ok = False
+            keep[i, t] = ok
+            if ok:
+                total += 1
+    return total
+
+
+@nb.njit(cache=True)
+def _group_by_slab(cand, keep, slab_rows, n_slabs, ptr, pairs):
+    """Counting sort of the flat indices of cand's kept entries by slab (id // slab_rows):
+    slab s's pairs are pairs[ptr[s]:ptr[s + 1]], in ascending index order."""
+    flat = cand.ravel()
+    kept = keep.ravel()
+    for p in range(len(flat)):
+        if kept[p]:
+            ptr[flat[p] // slab_rows + 1] += 1
+    for s in range(n_slabs):
+        ptr[s + 1] += ptr[s]
+    fill = ptr[:-1].copy()
+    for p in range(len(flat)):
+        if kept[p]:
+            s = flat[p] // slab_rows
+            pairs[fill[s]] = p
+            fill[s] += 1
+
+
+def candidate_dots(emb, cand: np.ndarray, first: int, slab_rows: int | None = None) -> np.ndarray:
+    """Dense dot products, float64 [m, c], of document first + i with candidate cand[i, t]
+    (0 where cand < 0, for the document itself and for repeats in a row, which the rescoring
+    skips). `emb`: an array or a `rowfile.RowFile`. From a file, the block's own
+    rows are read once and the candidates' rows in one pass of slabs, each pair computed
+    when its candidate's slab is in the buffer: the process never maps the file, so its
+    pages stay in the page cache and out of the RSS (docs/benchmarks.md, "Memory at 1M").
+    `slab_rows`: rows per slab (default: `rowfile.SLAB_BYTES` of them from a file, an array in
+    as many slabs as threads).
+    Slabs are shared among numba's number of threads (results do not depend on it)."""
+    src = row_source(emb)
+    m, c = cand.shape
+    dots = np.zeros((m, c), np.float64)
+    if m == 0 or c == 0:
+        return dots
+    as_f32 = (lambda a: np.ascontiguousarray(a, dtype=np.float32))
+    keep = np.empty(cand.shape, np.bool_)
+    n_pairs = _needed_pairs(cand, int(first), keep)
+    queries = as_f32(src.read(first, first + m))
+    n = len(src)
+    if not slab_rows:  # from a file: SLAB_BYTES at a time; in memory: one slab per thread
+        slab_rows = SLAB_BYTES // max(1, src.row_bytes) if isinstance(src, RowFile) else -(-n // nb.get_num_threads())
+    slab_rows = max(1, slab_rows)
+    n_slabs = -(-n // slab_rows)
+    ptr = np.zeros(n_slabs + 1, np.int64)
+    pairs = np.empty(n_pairs, np.int64)
+    _group_by_slab(cand, keep, slab_rows, n_slabs, ptr, pairs)
+    del keep
+
+    def work(mine: range) -> None:
+        # each thread reads its own slabs into its own buffer; pairs of different slabs write
+        # different entries of dots. (Threads, not a numba parallel loop per slab: on a loaded
+        # machine every parallel region waits for all its threads, ~10 ms each, 1,000 slabs at 1M.)
+        buf = None
+        for k in mine:
+            a, b = ptr[k], ptr[k + 1]
+            if b > a:
+                s0 = k * slab_rows
+                if buf is None and isinstance(src, RowFile):
+                    buf = np.empty((min(slab_rows, n), src.shape[1]), src.dtype)
+                rows = src.read(s0, min(n, s0 + slab_rows), buf)
+                _slab_dots(queries, as_f32(rows), s0, cand, pairs[a:b], dots)
+
+    threads = max(1, min(nb.get_num_threads(), n_slabs))
+    if threads == 1:
+        work(range(n_slabs))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, [range(t, n_slabs, threads) for t in range(threads)]))
+    return dots
+
+
 def rescore(
     cand: np.ndarray,
     k: int,
@@ -830,6 +945,7 @@ def rescore(
     n_docs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rescore candidate ids [m, c] of documents first..first+m-1 exactly; keep the top k per row.
+    `dense`: the embeddings, an array or a `rowfile.RowFile` (rows read slab by slab).
 
     score = weight * (dense - lo_d) / scale_d + (1 - weight) * (lexical - lo_l) / scale_l,
     with only the signals given (a single signal with scale (0, 1) gives its raw cosine).
@@ -844,13 +960,14 @@ def rescore(
     has_d = dense is not None
     has_l = lexical is not None
     w = float(weight) if (has_d and has_l) else (1.0 if has_d else 0.0)
-    emb = np.ascontiguousarray(dense, dtype=np.float32) if has_d else np.zeros((1, 1), np.float32)
+    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    dots = candidate_dots(dense, cand, first) if has_d else np.zeros((1, 1), np.float64)
     if has_l:  # the matrix's own arrays (int32 indices): no corpus-sized copies
         indptr, indices, data = lexical.indptr, lexical.indices, np.asarray(lexical.data, dtype=np.float32)
     else:
         indptr, indices, data = np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
     _rescore(
-        np.ascontiguousarray(cand, dtype=np.int64), int(first), has_d, emb, has_l, indptr, indices, data,
+        cand, int(first), has_d, dots, has_l, indptr, indices, data,
         int(lexical.shape[1]) if has_l else 1, w,
         float(dense_scale[0]), float(dense_scale[1]) or 1.0, float(lexical_scale[0]), float(lexical_scale[1]) or 1.0,
         bool(reserve), ids, sims,
@@ -876,7 +993,8 @@ def _pair_sims(a, b, has_dense, emb, indptr, indices, data, out):
 
 
 def signal_scale(ids: np.ndarray, sims: np.ndarray, dense=None, lexical=None, pairs: int = 20_000, seed: int = 0) -> tuple[float, float]:
-    """(random-pair mean, top-1 mean minus it): maps a signal to 0 = chance, 1 = typical nearest neighbour."""
+    """(random-pair mean, top-1 mean minus it): maps a signal to 0 = chance, 1 = typical nearest neighbour.
+    `dense`: the embeddings, an array or a `rowfile.RowFile`."""
     n = ids.shape[0]
     rng = np.random.default_rng(seed)
     a = rng.integers(0, n, pairs)
@@ -884,8 +1002,10 @@ def signal_scale(ids: np.ndarray, sims: np.ndarray, dense=None, lexical=None, pa
     keep = a != b
     a, b = a[keep].astype(np.int64), b[keep].astype(np.int64)
     out = np.zeros(len(a), dtype=np.float64)
-    if dense is not None:
-        _pair_sims(a, b, True, np.ascontiguousarray(dense, dtype=np.float32), np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), out)
+    if dense is not None:  # the sampled rows only (gathered from a file in one pass, `RowFile.take`)
+        rows = np.ascontiguousarray(row_source(dense).take(np.concatenate([a, b])), dtype=np.float32)
+        local = np.arange(2 * len(a), dtype=np.int64)
+        _pair_sims(local[: len(a)], local[len(a):], True, rows, np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), out)
     else:
         _pair_sims(a, b, False, np.zeros((1, 1), np.float32), lexical.indptr, lexical.indices, np.asarray(lexical.data, dtype=np.float32), out)
     lo = float(out.mean()) if len(out) else 0.0
@@ -895,7 +1015,7 @@ def signal_scale(ids: np.ndarray, sims: np.ndarray, dense=None, lexical=None, pa
 
 
 def hybrid_knn(
-    emb: np.ndarray,
+    emb: np.ndarray | RowFile,
     x,
     k: int,
     weight: float = DEFAULT_HYBRID_WEIGHT,
@@ -912,6 +1032,7 @@ def hybrid_knn(
     `overwrite_dense`: the graph is written over dense_knn's arrays when they have its
     shape and types (each block's dense lists are read before its rows are written), which
     saves an [N, k] pair of arrays for a caller that no longer needs the dense lists.
+    `emb`: an array, or a `rowfile.RowFile` whose rows are read slab by slab (`candidate_dots`).
     """
     d_ids, d_sims = dense_knn
     l_ids, l_sims = lexical_knn_
@@ -924,8 +1045,11 @@ def hybrid_knn(
     else:
         ids = np.full((n, k_eff), -1, dtype=np.int64)
         sims = np.zeros((n, k_eff), dtype=np.float32)
-    for r0 in range(0, n, LEXICAL_BLOCK):  # one block's candidates at a time
-        r1 = min(n, r0 + LEXICAL_BLOCK)
+    # one block's candidates at a time; each block reads a file of embeddings once (`candidate_dots`),
+    # so beyond LEXICAL_BLOCK * HYBRID_PASSES rows blocks grow with n and the reads stay linear in n
+    block = max(LEXICAL_BLOCK, -(-n // HYBRID_PASSES))
+    for r0 in range(0, n, block):
+        r1 = min(n, r0 + block)
         cand = np.concatenate([d_ids[r0:r1], l_ids[r0:r1]], axis=1)
         b_ids, b_sims = rescore(cand, k, dense=emb, lexical=x, weight=weight, dense_scale=d_scale, lexical_scale=l_scale,
                                 reserve=True, first=r0, n_docs=n)
@@ -943,7 +1067,7 @@ def hybrid_knn(
 
 def similarity_graph(
     similarity: str,
-    emb: np.ndarray | None,
+    emb: np.ndarray | RowFile | None,
     texts: Sequence[str] | Iterable[str] | None,
     k: int,
     weighting: str = "tfidf",
@@ -963,7 +1087,8 @@ def similarity_graph(
     once for dedup); otherwise it is computed here with FAISS. `lexical`: unit-norm sparse
     vectors already built (`lexical_vectors_from_ids` of the token store); `texts` is then
     not read. `overwrite_dense`: the hybrid graph may be written over dense_knn's arrays
-    (`hybrid_knn`).
+    (`hybrid_knn`). `emb` may be a `rowfile.RowFile`: the hybrid then reads the rows it needs
+    with explicit reads, and no page of the file enters the process's resident set.
     """
     if similarity not in SIMILARITIES:
         raise ValueError(f"unknown similarity '{similarity}' ({', '.join(SIMILARITIES)})")
@@ -972,7 +1097,9 @@ def similarity_graph(
     if similarity in ("dense", "hybrid") and dense_knn is None:
         from .neighbors import knn_graph
 
-        d_ids, d_sims, _ = knn_graph(np.asarray(emb), k=k, index=index, seed=seed, nprobe=nprobe, progress=progress)
+        vectors = emb.read(0, len(emb)) if isinstance(emb, RowFile) else np.asarray(emb)
+        d_ids, d_sims, _ = knn_graph(vectors, k=k, index=index, seed=seed, nprobe=nprobe, progress=progress)
+        del vectors
         dense_knn = (d_ids, d_sims)
     if similarity == "dense":
         return dense_knn[0], dense_knn[1], SimilarityInfo("dense", dense_knn[0].shape[1])
@@ -981,5 +1108,6 @@ def similarity_graph(
     params = {"weighting": weighting, "lexical": lp}
     if similarity == "lexical":
         return l_ids, l_sims, SimilarityInfo("lexical", l_ids.shape[1], params)
-    ids, sims, hp = hybrid_knn(np.asarray(emb), x, k, weight, dense_knn, (l_ids, l_sims), seed=seed, overwrite_dense=overwrite_dense)
+    dense = emb if isinstance(emb, RowFile) else np.asarray(emb)
+    ids, sims, hp = hybrid_knn(dense, x, k, weight, dense_knn, (l_ids, l_sims), seed=seed, overwrite_dense=overwrite_dense)
     return ids, sims, SimilarityInfo("hybrid", ids.shape[1], {**params, **hp})

@@ -74,6 +74,15 @@ def load_embeddings(ctx: RunContext) -> np.ndarray:
     return ctx.cached("embeddings", lambda: np.asarray(emb, dtype=np.float32))
 
 
+def embedding_rows(ctx: RunContext):
+    """The embeddings as a `rowfile.RowFile`: rows read on demand with explicit reads into the
+    caller's buffers, so a stage that reads them at random (the hybrid rescoring) keeps the
+    file in the page cache instead of its resident set (docs/benchmarks.md, "Memory at 1M")."""
+    from ..rowfile import RowFile
+
+    return RowFile(ctx.path("embeddings.npy"))
+
+
 def load_valid(ctx: RunContext) -> np.ndarray:
     return ctx.cached("embed_valid", lambda: np.load(ctx.path("embed_valid.npy")))
 

@@ -14,7 +14,7 @@ from ..distributed.partition import PartitionParams, partitioned_graphs
 from ..neighbors import knn_graph
 from ..pipeline import RunContext, Stage
 from ..progress import log, progress
-from .embed import load_embeddings, load_valid
+from .embed import embedding_rows, load_embeddings, load_valid
 from .partition import load_partitions, uses_partitions
 
 
@@ -97,7 +97,10 @@ class NeighborsStage(Stage):
             sparams, timing = {"per_partition": signal_params}, {}  # the two signals' times are not separable here
         else:
             drop_invalid(walk_ids, walk_sims, valid)
-            t_ids, t_sims, sinfo = self.signal_graph(ctx, emb, walk_ids, walk_sims)
+            # the memory map is let go: its pages the dense kNN touched leave the resident set,
+            # the signal graph reads the rows it needs from the file (1 GB at 1M; docs/benchmarks.md)
+            del emb
+            t_ids, t_sims, sinfo = self.signal_graph(ctx, embedding_rows(ctx), walk_ids, walk_sims)
             sparams = sinfo.params
             timing = {"dense_seconds": round(dense_seconds, 3), "similarity_seconds": round(time.perf_counter() - t, 3)}
         drop_invalid(t_ids, t_sims, valid)
@@ -108,7 +111,8 @@ class NeighborsStage(Stage):
     @staticmethod
     def signal_graph(ctx: RunContext, emb, ids, sims):
         """Lexical / hybrid traversal graph over every document; lexical terms are the words
-        the token store's ids spell (no second tokenization of the texts)."""
+        the token store's ids spell (no second tokenization of the texts). `emb`: the
+        embeddings' `rowfile.RowFile` (or an array)."""
         from ..pack import TokenStream
         from ..similarity import lexical_vectors_from_ids, similarity_graph
         from ..tokenizer import get_tokenizer
@@ -126,7 +130,7 @@ class NeighborsStage(Stage):
             lex = lexical_vectors_from_ids(stream.tokens, start, length, get_tokenizer(TOKENIZER), sim.lexical)
             del stream, start, length
             bar.update(1)
-            out = similarity_graph(sim.similarity, np.asarray(emb), None, walk_neighbours(ctx.cfg), weighting=sim.lexical,
+            out = similarity_graph(sim.similarity, emb, None, walk_neighbours(ctx.cfg), weighting=sim.lexical,
                                    weight=sim.hybrid_weight, lexical_method=sim.lexical_method, dense_knn=(ids, sims),
                                    lexical=lex, overwrite_dense=True)  # the walk lists are not used after this
             bar.update(2)
