@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .textkey import ascii_keys, short_hashes, text_hashes, unicode_keys
+from .textkey import hash_utf8
 
 INT53 = 1 << 53
 
@@ -180,32 +180,8 @@ def finish_block(table, source: str, first_line: int, text_field: str, id_field:
     if record_lengths is None:  # JSON lines: each line ends at an LF
         ends = np.flatnonzero(np.frombuffer(records, dtype=np.uint8) == 10) + 1
         record_lengths = np.diff(ends, prepend=0)
-    return RecordBlock(source, first_line, ids_col.to_pylist(), text_hashes_arrow(text), data, offsets, records,
+    return RecordBlock(source, first_line, ids_col.to_pylist(), hash_utf8(data, offsets), data, offsets, records,
                        record_lengths, labels, label_index, kinds)
-
-
-def text_hashes_arrow(text) -> np.ndarray:
-    """`textkey.text_hashes` of a string array without nulls: ASCII values joined by Arrow, the others by Python."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    text = text.cast(pa.large_string())
-    flags = pc.string_is_ascii(text)
-    out = np.empty(len(text), dtype=np.uint64)
-    n_ascii = pc.sum(flags).as_py() or 0
-    if n_ascii == 0:
-        return text_hashes(text.to_pylist())
-    ascii_text = text if n_ascii == len(text) else text.filter(flags)
-    joined, _ = string_buffers(pc.binary_join_element_wise(ascii_text, large("\0"), large("")))
-    keys = ascii_keys(joined[:-1], len(ascii_text))
-    if keys is None:  # a text holds a NUL
-        return text_hashes(text.to_pylist())
-    if n_ascii == len(text):
-        return short_hashes(keys)
-    mask = flags.to_numpy(zero_copy_only=False)
-    out[mask] = short_hashes(keys)
-    out[~mask] = short_hashes(unicode_keys(text.filter(pc.invert(flags)).to_pylist()))
-    return out
 
 
 def large(s: str):

@@ -64,7 +64,7 @@ class RecordError(InputError):
     def __reduce__(self):  # raised inside Ray tasks: rebuilt from its parts
         return (RecordError, (self.source, self.line, self.field, self.reason))
 from .atomic import commit, save_npy
-from .textkey import short_hashes, text_hashes  # noqa: E402,F401  (exact-duplicate hashes; re-exported)
+from .textkey import hash_utf8, text_hashes  # noqa: E402,F401  (exact-duplicate hashes; re-exported)
 from .arrow_ingest import RecordBlock, json_lines_block, parquet_batch_block  # noqa: E402  (columnar fast paths)
 
 
@@ -1275,11 +1275,12 @@ class DocStoreWriter:
         self._rec.write(blob)
         self._content.update(blob)
         _append(self._rec_off, self._rec_off[-1] + np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1))
-        texts = [r.text for r in recs]
-        tbs = [t.encode("utf-8", errors="surrogatepass") for t in texts]
-        self._txt.write(b"".join(tbs))
-        _append(self._txt_off, self._txt_off[-1] + np.cumsum(np.fromiter(map(len, tbs), np.int64, len(tbs))))
-        _append(self._hashes, text_hashes(texts))
+        tbs = [r.text.encode("utf-8", errors="surrogatepass") for r in recs]
+        joined = b"".join(tbs)
+        self._txt.write(joined)
+        ends = np.cumsum(np.fromiter(map(len, tbs), np.int64, len(tbs)))
+        _append(self._txt_off, self._txt_off[-1] + ends)
+        _append(self._hashes, hash_utf8(joined, np.concatenate(([0], ends))))
         _append(self._id_hash, id_hashes(id_keys([r.id for r in recs])))
         labels = [r.fields.get(self.label_field) for r in recs] if self.label_field else None
         _append(self._label_code, self._label_codes(labels, len(recs)))
