@@ -244,9 +244,18 @@ def sigma_is_final(data, start, stop, i, n_sigma, props):
     return True
 
 
+# str.split()'s ASCII whitespace (\x1c-\x1f are whitespace to Python too) to a space, A-Z to a-z
+ASCII_KEY = np.array([32 if chr(c).isspace() else c + 32 if 65 <= c <= 90 else c for c in range(128)], dtype=np.uint8)
+
+
 @nb.njit(cache=True)
-def hash_texts(data, offsets, lower, props):
-    """uint64 XXH64 of each text's key; texts are data[offsets[k]:offsets[k+1]] (UTF-8)."""
+def hash_texts(data, offsets, ascii_key, lower, props):
+    """uint64 XXH64 of each text's key; texts are data[offsets[k]:offsets[k+1]] (UTF-8).
+
+    Whitespace is written as one space and the write position only moves on past a space
+    that does not follow one (no branch on the byte's class); a leading space never moves
+    it and a trailing one is dropped at the end.
+    """
     n = len(offsets) - 1
     out = np.empty(n, dtype=np.uint64)
     longest = 0
@@ -256,39 +265,35 @@ def hash_texts(data, offsets, lower, props):
     for k in range(n):
         start, stop = offsets[k], offsets[k + 1]
         p = 0
-        gap = False  # whitespace seen since the last character written
+        after_space = 1  # 1 after whitespace (or at the start): a space here is not written
         i = start
         while i < stop:
             b = data[i]
-            if b < 0x80:  # ASCII inline
+            if b < 0x80:
+                v = ascii_key[b]
+                space = np.int64(v == 32)
+                buf[p] = v
+                p += 1 - (space & after_space)
+                after_space = space
                 i += 1
-                if (9 <= b <= 13) or (28 <= b <= 32):
-                    gap = True
-                    continue
-                if gap and p > 0:
-                    buf[p] = 32
-                    p += 1
-                gap = False
-                buf[p] = b + 32 if 65 <= b <= 90 else b
-                p += 1
                 continue
             c, m = decode_at(data, i)
+            i += m
             if props[c] & SPACE:
-                gap = True
-                i += m
-                continue
-            if gap and p > 0:
                 buf[p] = 32
-                p += 1
-            gap = False
+                p += 1 - after_space
+                after_space = 1
+                continue
+            after_space = 0
             if c == CAPITAL_I_DOT:  # 'i' and COMBINING DOT ABOVE
                 buf[p] = 105
                 p = encode_at(buf, p + 1, 0x307)
             elif c == CAPITAL_SIGMA:
-                p = encode_at(buf, p, FINAL_SIGMA if sigma_is_final(data, start, stop, i, m, props) else SMALL_SIGMA)
+                p = encode_at(buf, p, FINAL_SIGMA if sigma_is_final(data, start, stop, i - m, m, props) else SMALL_SIGMA)
             else:
                 p = encode_at(buf, p, lower[c])
-            i += m
+        if p > 0 and buf[p - 1] == 32 and after_space:
+            p -= 1
         out[k] = xxh64(buf, p)
     return out
 
@@ -301,7 +306,7 @@ def hash_utf8(data, offsets: np.ndarray) -> np.ndarray:
     if isinstance(data, np.ndarray):
         data = data.tobytes()
     tables = EMPTY_TABLES if data.isascii() else unicode_tables(sigma="\u03a3".encode() in data)
-    return hash_texts(np.frombuffer(data, dtype=np.uint8), np.asarray(offsets, dtype=np.int64), *tables)
+    return hash_texts(np.frombuffer(data, dtype=np.uint8), np.asarray(offsets, dtype=np.int64), ASCII_KEY, *tables)
 
 
 def text_hashes(texts: list[str]) -> np.ndarray:
