@@ -74,3 +74,16 @@ def test_hash_utf8_takes_arrow_buffers():
     arr = pa.array(texts, pa.large_string()).slice(2, 7)  # an offset into the buffers
     data, offsets = string_buffers(arr)
     assert hash_utf8(data, offsets).tolist() == [reference(t) for t in texts[2:9]]
+
+
+def test_tables_are_made_when_first_needed_and_the_kernel_reruns(monkeypatch):
+    """A process starts with no tables; a non-ASCII text, then a 'Σ', each make the kernel rerun with more."""
+    from contextsort import textkey
+
+    monkeypatch.setattr(textkey, "TABLES_NEEDED", [0])
+    batches = [["plain ASCII  text", "Two"], ["ascii", "caf\u00e9 \u00a0 CAF\u00c9", "x"], ["ΟΔΟΣ ΟΔΟΣ", "café", "ascii"]]
+    levels = []
+    for texts in batches:
+        assert text_hashes(texts).tolist() == [reference(t) for t in texts]
+        levels.append(textkey.TABLES_NEEDED[0])
+    assert levels == [0, 1, 2]

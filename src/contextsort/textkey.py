@@ -249,8 +249,10 @@ ASCII_KEY = np.array([32 if chr(c).isspace() else c + 32 if 65 <= c <= 90 else c
 
 
 @nb.njit(cache=True)
-def hash_texts(data, offsets, ascii_key, lower, props):
-    """uint64 XXH64 of each text's key; texts are data[offsets[k]:offsets[k+1]] (UTF-8).
+def hash_texts(data, offsets, ascii_key, lower, props, sigma_ready):
+    """(uint64 XXH64 of each text's key, 0), texts data[offsets[k]:offsets[k+1]] (UTF-8); or
+    (partial, 1) when a non-ASCII character meets no tables (`lower` empty), (partial, 2)
+    when a 'Σ' meets no final-sigma bits (`sigma_ready` false).
 
     Whitespace is written as one space and the write position only moves on past a space
     that does not follow one (no branch on the byte's class); a leading space never moves
@@ -277,6 +279,8 @@ def hash_texts(data, offsets, ascii_key, lower, props):
                 after_space = space
                 i += 1
                 continue
+            if len(lower) == 0:
+                return out, 1
             c, m = decode_at(data, i)
             i += m
             if props[c] & SPACE:
@@ -289,24 +293,37 @@ def hash_texts(data, offsets, ascii_key, lower, props):
                 buf[p] = 105
                 p = encode_at(buf, p + 1, 0x307)
             elif c == CAPITAL_SIGMA:
+                if not sigma_ready:
+                    return out, 2
                 p = encode_at(buf, p, FINAL_SIGMA if sigma_is_final(data, start, stop, i - m, m, props) else SMALL_SIGMA)
             else:
                 p = encode_at(buf, p, lower[c])
         if p > 0 and buf[p - 1] == 32 and after_space:
             p -= 1
         out[k] = xxh64(buf, p)
-    return out
+    return out, 0
 
 
-EMPTY_TABLES = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8))
+def tables(level: int) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's tables: 0 none (ASCII texts), 1 lowercase and whitespace, 2 also final sigma."""
+    if level == 0:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8)
+    return unicode_tables(sigma=level == 2)
+
+
+TABLES_NEEDED = [0]  # the highest level this process has needed: made once, then passed to every call
 
 
 def hash_utf8(data, offsets: np.ndarray) -> np.ndarray:
     """uint64 hash of the key of each text in `data` (UTF-8 bytes, texts back to back) cut at `offsets` (N+1)."""
-    if isinstance(data, np.ndarray):
-        data = data.tobytes()
-    tables = EMPTY_TABLES if data.isascii() else unicode_tables(sigma="\u03a3".encode() in data)
-    return hash_texts(np.frombuffer(data, dtype=np.uint8), np.asarray(offsets, dtype=np.int64), ASCII_KEY, *tables)
+    buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+    off = np.asarray(offsets, dtype=np.int64)
+    while True:
+        level = TABLES_NEEDED[0]
+        hashes, missing = hash_texts(buf, off, ASCII_KEY, *tables(level), level == 2)
+        if not missing:
+            return hashes
+        TABLES_NEEDED[0] = max(level, missing)
 
 
 def text_hashes(texts: list[str]) -> np.ndarray:
