@@ -70,6 +70,9 @@ TRICKY_JSONL = [
     ("not_object", [b'["id", "text"]']),
     ("malformed", [b'{"id": "bad", "text": "unterminated}']),
     ("duplicate_id", [b'{"id": "g3", "text": "an id already used"}']),
+    ("unicode_space_and_case", ['{"id": "k2", "text": "\u0130STANBUL\u00a0STRA\u1e9eE \u039f\u0394\u039f\u03a3 \u03a3\u0301 e\u0301"}'.encode(),
+                                b'{"id": "k3", "text": "  \\u0130stanbul\\u3000stra\\u1e9ee\\r\\n\\u039f\\u0394\\u039f\\u03a3 \\u03a3\\u0301 E\\u0301\\u001c"}']),
+    ("separators_and_nul", [b'{"id": "k4", "text": "a\\u001cb\\u001fc\\u0000d\\u0085e\\u2028f"}']),
 ]
 
 
@@ -200,12 +203,14 @@ def test_plain_parquet_takes_the_fast_path():
 
 
 def test_json_strings_is_pythons_encoder():
-    values = ["plain", "", "q\"uote", "back\\slash", "nl\n cr\r tab\t bs\b ff\f", "\x00\x01\x0b\x1f\x7f", "caf\u00e9 \u2028 \U0001f600", None]
+    values = ["plain", "", "q\"uote", "back\\slash", "nl\n cr\r tab\t bs\b ff\f", "\x00\x01\x0b\x1f\x7f", "caf\u00e9 \u2028 \U0001f600", None, "".join(map(chr, range(128))), None, "\u00e9\\\u3000\"", ""]
     got = json_strings(pa.array(values, pa.string())).to_pylist()
     assert got == [json.dumps(v, ensure_ascii=False) for v in values]
+    sliced = json_strings(pa.array(values, pa.string()).slice(5, 6)).to_pylist()  # an offset into the buffers
+    assert sliced == [json.dumps(v, ensure_ascii=False) for v in values[5:11]]
 
 
-TRICKY_CHARS = "aZ \t\n\r\x00\x01\x1c\x1f\x7f\x85\xa0\u2028\u3000\"\\/\u00e9\u03a3\U0001f600"
+TRICKY_CHARS = "aZ \t\n\r\x00\x01\x1c\x1f\x7f\x85\xa0\u2028\u3000\"\\/\u00e9\u03a3\U0001f600\u0130\u1e9e\u0301'\u02b0"
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

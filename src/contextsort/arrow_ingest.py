@@ -16,14 +16,16 @@ Such a block stores its input lines as they are, as the ordinary reader does.
 
 A Parquet batch is fast when its columns are strings (valid UTF-8), integers or bools,
 the text column has no null and no blank value, and the id column has no null; the
-records are then encoded as JSON column by column (`json_strings`), byte for byte what
-Python's `json.dumps(..., ensure_ascii=False)` gives.
+records are then encoded as JSON column by column (`json_strings`: string columns escaped
+by one numba kernel over their buffers), byte for byte what Python's
+`json.dumps(..., ensure_ascii=False)` gives.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from .textkey import hash_utf8
@@ -191,38 +193,60 @@ def large(s: str):
     return pa.scalar(s, pa.large_string())
 
 
-_NOT_CONTROL = bytes(c for c in range(256) if not (1 <= c <= 7 or c == 11 or 14 <= c <= 31))  # deleted: what is left are the controls
+# per byte: the length of its JSON escape (1: none) and the character after the backslash
+# ('u': \u00XX); what Python's JSON encoder escapes with ensure_ascii=False
+JSON_SHORT_ESCAPES = {ord('"'): '"', ord("\\"): "\\", 10: "n", 13: "r", 9: "t", 8: "b", 12: "f"}
+JSON_ESCAPE_LENGTH = np.array([2 if b in JSON_SHORT_ESCAPES else 6 if b < 32 else 1 for b in range(256)], dtype=np.int64)
+JSON_ESCAPE_CHAR = np.array([ord(JSON_SHORT_ESCAPES.get(b, "u")) for b in range(256)], dtype=np.uint8)
+HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+@nb.njit(cache=True)
+def json_escape(data, offsets, valid, length, char, hexdigits):
+    """(bytes, offsets) of each UTF-8 value as a quoted JSON string; `null` where not valid."""
+    n = len(offsets) - 1
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    for k in range(n):
+        size = 4
+        if valid[k]:
+            size = 2
+            for i in range(offsets[k], offsets[k + 1]):
+                size += length[data[i]]
+        out_off[k + 1] = out_off[k] + size
+    out = np.empty(out_off[n], dtype=np.uint8)
+    for k in range(n):
+        p = out_off[k]
+        if not valid[k]:
+            out[p], out[p + 1], out[p + 2], out[p + 3] = 110, 117, 108, 108  # null
+            continue
+        out[p] = 34
+        p += 1
+        for i in range(offsets[k], offsets[k + 1]):
+            b = data[i]
+            m = length[b]
+            if m == 1:
+                out[p] = b
+                p += 1
+                continue
+            out[p] = 92
+            out[p + 1] = char[b]
+            if m == 6:
+                out[p + 2], out[p + 3], out[p + 4], out[p + 5] = 48, 48, hexdigits[b >> 4], hexdigits[b & 15]
+            p += m
+        out[p] = 34
+    return out, out_off
 
 
 def json_strings(col):
-    """Each value of a string column as a JSON string (`json.dumps(v, ensure_ascii=False)`), nulls as `null`; large_string.
-
-    The values are escaped together: joined with NUL bytes (a value holding a NUL is
-    encoded alone), escaped by `bytes.replace`, and cut apart again.
-    """
+    """Each value of a string column as a JSON string (`json.dumps(v, ensure_ascii=False)`), nulls as `null`; large_string."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    from json.encoder import encode_basestring
 
     col = col.cast(pa.large_string())
-    filled = pc.fill_null(col, "") if col.null_count else col
-    data, offsets = string_buffers(filled)
-    if b"\0" in data:
-        quoted = pa.array([encode_basestring(v) for v in filled.to_pylist()], pa.large_string())
-    else:
-        joined = pc.binary_join_element_wise(filled, large("\0"), large(""))
-        buf, _ = string_buffers(joined)
-        for a, b in ((b"\\", b"\\\\"), (b'"', b'\\"'), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t"), (b"\x08", b"\\b"),
-                     (b"\x0c", b"\\f")):
-            if a in buf:
-                buf = buf.replace(a, b)
-        for c in sorted(set(buf.translate(None, _NOT_CONTROL))):  # the rare other control bytes, each as \u00XX
-            buf = buf.replace(bytes([c]), b"\\u%04x" % c)
-        parts = buf.split(b"\0")[:-1]
-        quoted = pc.binary_join_element_wise(large('"'), pa.array(parts, pa.large_binary()).cast(pa.large_string()), large('"'), large(""))
-    if col.null_count:
-        quoted = pc.if_else(pc.is_null(col), large("null"), quoted)
-    return quoted
+    data, offsets = string_buffers(col)
+    valid = col.is_valid().to_numpy(zero_copy_only=False) if col.null_count else np.ones(len(col), dtype=bool)
+    out, out_off = json_escape(np.frombuffer(data, dtype=np.uint8), offsets, valid, JSON_ESCAPE_LENGTH, JSON_ESCAPE_CHAR,
+                               HEX_DIGITS)
+    return pa.Array.from_buffers(pa.large_string(), len(col), [None, pa.py_buffer(out_off), pa.py_buffer(out)])
 
 
 def json_values(col):
