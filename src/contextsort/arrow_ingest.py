@@ -121,12 +121,15 @@ def json_lines_block(block: bytes, source: str, first_line: int, text_field: str
     if not block or b"\r" in block or not block.startswith(b"{"):
         return None
     ends_with_lf = block.endswith(b"\n")
-    body = block[:-1] if ends_with_lf else block
-    n = body.count(b"\n") + 1
+    data = np.frombuffer(block, dtype=np.uint8)
+    lf = np.flatnonzero(data == 10)
+    inner = lf[:-1] if ends_with_lf else lf  # LFs between lines: never the first or the last byte
     # every line '{...}' (so no blank line); a raw control byte other than TAB (JSON whitespace to
     # Python too) and LF is refused by pyarrow, in strings and between tokens alike (tested)
-    if body.count(b"}\n{") != n - 1 or not body.endswith(b"}"):
+    if data[len(block) - 1 - ends_with_lf] != 125 or not ((data[inner - 1] == 125) & (data[inner + 1] == 123)).all():
         return None
+    n = len(inner) + 1
+    record_ends = lf + 1 if ends_with_lf else np.append(lf + 1, len(block) + 1)  # each line with its LF
     if not valid_utf8(block):  # pyarrow.json does not check UTF-8 inside strings
         return None
     table = None
@@ -150,11 +153,11 @@ def json_lines_block(block: bytes, source: str, first_line: int, text_field: str
             return None
         kinds[name] = k
     return finish_block(table, source, first_line, text_field, id_field, label_field, kinds,
-                        block if ends_with_lf else block + b"\n", None)
+                        block if ends_with_lf else block + b"\n", np.diff(record_ends, prepend=0))
 
 
 def finish_block(table, source: str, first_line: int, text_field: str, id_field: str, label_field: str | None,
-                 kinds: dict, records: bytes, record_lengths: np.ndarray | None) -> RecordBlock | None:
+                 kinds: dict, records: bytes, record_lengths: np.ndarray) -> RecordBlock | None:
     """The text, id and label columns of a checked table into a RecordBlock (None: a blank text, or a column this path leaves alone)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -179,9 +182,6 @@ def finish_block(table, source: str, first_line: int, text_field: str, id_field:
         labels = distinct.to_pylist()
         label_index = pc.fill_null(pc.index_in(lab, value_set=distinct), -1).to_numpy(zero_copy_only=False).astype(np.int32)
     data, offsets = string_buffers(text)
-    if record_lengths is None:  # JSON lines: each line ends at an LF
-        ends = np.flatnonzero(np.frombuffer(records, dtype=np.uint8) == 10) + 1
-        record_lengths = np.diff(ends, prepend=0)
     return RecordBlock(source, first_line, ids_col.to_pylist(), hash_utf8(data, offsets), data, offsets, records,
                        record_lengths, labels, label_index, kinds)
 
