@@ -250,3 +250,26 @@ def test_random_parquet_same_store_both_ways(tmp_path, rows):
     if all(r[1].strip() for r in rows):  # no blank text: every batch takes the fast path
         for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
             assert parquet_batch_block(batch, "f", 1, "text", "id", "label") is not None
+
+
+@pytest.mark.parametrize("ids", [["caf\u00e9", "\U0001f600 id", "7", "plain", "q\"uote", "back\\slash", "tab\there"],
+                                 [7, -3, 0, 2**40, 12, 13, 14]], ids=["str", "int"])
+def test_duplicate_ids_found_across_fast_and_line_by_line_pieces(tmp_path, ids):
+    """Ids first seen in pieces that take the fast path, repeated in a piece that falls back
+    (and the other way round): the id hashes of both paths agree, so every repeat is rejected."""
+    def lines(prefix, id_list, ascii_only):
+        return [json.dumps({"id": rid, "text": f"{prefix} {k}"}, ensure_ascii=ascii_only).encode() for k, rid in enumerate(id_list)]
+
+    filler = [f"g{i}" for i in range(200)] if isinstance(ids[0], str) else list(range(1000, 1200))
+    bad = b'{"id": "c1", "text": "a\x01b"}'  # a raw control byte: this piece is read line by line
+    path = tmp_path / "ids.jsonl"
+    path.write_bytes(b"\n".join(lines("first", ids, False) + lines("fill", filler[:60], False) + [bad] + lines("again", ids, True)
+                                + lines("fill", filler[100:160], False) + lines("again", ids, False)) + b"\n")
+    blocks = [json_lines_block(b"\n".join(lines("x", ids, a)) + b"\n", "f", 1, "text", "id", "label") for a in (False, True)]
+    assert all(b is not None for b in blocks)  # such lines alone take the fast path
+    fast, rejects, counts = ingest(path, tmp_path / "pieces", True, piece_bytes=1000)
+    slow = ingest(path, tmp_path / "slow", False)
+    assert fast == slow[0] and rejects == slow[1] and counts == slow[2]
+    reasons = [r["reason"] for r in rejects]
+    assert sum("duplicate id" in r for r in reasons) == 2 * len(ids) and len(reasons) == 2 * len(ids) + 1, reasons
+    assert counts[0]["records"] == 3 * len(ids) + 121

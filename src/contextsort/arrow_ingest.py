@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from .textkey import hash_utf8
+from .textkey import bytes_hashes, hash_utf8
 
 INT53 = 1 << 53
 
@@ -45,7 +45,7 @@ class RecordBlock:
 
     source: str
     first_line: int  # line (JSON lines) or row (Parquet) number of the first record
-    ids: list
+    id_hash: np.ndarray  # of each id's JSON text (corpus.id_hash_keys)
     text_hash: np.ndarray
     text_data: bytes
     text_offsets: np.ndarray
@@ -56,7 +56,7 @@ class RecordBlock:
     kinds: dict
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.text_hash)
 
 
 def string_buffers(arr) -> tuple[bytes, np.ndarray]:
@@ -182,7 +182,8 @@ def finish_block(table, source: str, first_line: int, text_field: str, id_field:
         labels = distinct.to_pylist()
         label_index = pc.fill_null(pc.index_in(lab, value_set=distinct), -1).to_numpy(zero_copy_only=False).astype(np.int32)
     data, offsets = string_buffers(text)
-    return RecordBlock(source, first_line, ids_col.to_pylist(), hash_utf8(data, offsets), data, offsets, records,
+    id_data, id_offsets = string_buffers(json_values(ids_col.combine_chunks() if isinstance(ids_col, pa.ChunkedArray) else ids_col))
+    return RecordBlock(source, first_line, bytes_hashes(id_data, id_offsets), hash_utf8(data, offsets), data, offsets, records,
                        record_lengths, labels, label_index, kinds)
 
 

@@ -304,6 +304,22 @@ def hash_texts(data, offsets, ascii_key, lower, props, sigma_ready):
     return out, 0
 
 
+@nb.njit(cache=True)
+def hash_slices(data, offsets):
+    """uint64 XXH64 of each data[offsets[k]:offsets[k+1]], as they are."""
+    n = len(offsets) - 1
+    out = np.empty(n, dtype=np.uint64)
+    for k in range(n):
+        out[k] = xxh64(data[offsets[k]:offsets[k + 1]], offsets[k + 1] - offsets[k])
+    return out
+
+
+def bytes_hashes(data, offsets: np.ndarray) -> np.ndarray:
+    """uint64 XXH64 (seed 0) of each byte string in `data` cut at `offsets` (N+1), e.g. id keys."""
+    buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+    return hash_slices(buf, np.asarray(offsets, dtype=np.int64))
+
+
 def tables(level: int) -> tuple[np.ndarray, np.ndarray]:
     """The kernel's tables: 0 none (ASCII texts), 1 lowercase and whitespace, 2 also final sigma."""
     if level == 0:
