@@ -180,7 +180,7 @@ def finish_block(table, source: str, first_line: int, text_field: str, id_field:
             return None
         distinct = pc.unique(lab).drop_null()  # in order of first appearance
         labels = distinct.to_pylist()
-        label_index = pc.fill_null(pc.index_in(lab, value_set=distinct), -1).to_numpy(zero_copy_only=False).astype(np.int32)
+        label_index = filled_int32(pc.index_in(lab, value_set=distinct), -1)
     data, offsets = string_buffers(text)
     id_data, id_offsets = string_buffers(json_values(ids_col.combine_chunks() if isinstance(ids_col, pa.ChunkedArray) else ids_col))
     return RecordBlock(source, first_line, bytes_hashes(id_data, id_offsets), hash_utf8(data, offsets), data, offsets, records,
@@ -188,10 +188,26 @@ def finish_block(table, source: str, first_line: int, text_field: str, id_field:
 
 
 def large(s: str):
-    """A large_string scalar (Arrow's string kernels want one type for every argument)."""
+    """A large_string scalar (Arrow's string kernels want one type for every argument).
+
+    Made from buffers: converting a Python value (`pa.scalar`, `pa.array`) makes pyarrow
+    import pandas, about a second of a run that needs no pandas (see `filled_int32`).
+    """
     import pyarrow as pa
 
-    return pa.scalar(s, pa.large_string())
+    data = s.encode("utf-8")
+    return pa.Array.from_buffers(pa.large_string(), 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)),
+                                                        pa.py_buffer(data)])[0]
+
+
+def filled_int32(arr, missing: int) -> np.ndarray:
+    """An int32 Arrow array's values as numpy, `missing` where null (no Python scalar: see `large`)."""
+    validity, values = arr.buffers()
+    out = np.frombuffer(values, dtype=np.int32)[arr.offset: arr.offset + len(arr)]
+    if arr.null_count:
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        out = np.where(bits[arr.offset: arr.offset + len(arr)].astype(bool), out, missing)
+    return out.astype(np.int32)
 
 
 # per byte: the length of its JSON escape (1: none) and the character after the backslash
