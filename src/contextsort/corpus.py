@@ -356,11 +356,11 @@ def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int
             if left is not None:
                 left -= len(data)
             if data:
-                buf = carry + data
-                cut = buf.rfind(b"\n") + 1
-                carry, block = buf[cut:], buf[:cut]
+                cut = data.rfind(b"\n") + 1
                 if not cut:
+                    carry += data
                     continue
+                block, carry = carry + memoryview(data)[:cut], data[cut:]  # one copy of the block, not two
             else:
                 block, carry = carry, b""
                 if not block:
