@@ -1,6 +1,7 @@
 """Columnar fast paths of ingest: a block of JSON lines read by `pyarrow.json`, a Parquet
 record batch taken as Arrow columns, each turned into one `RecordBlock` for the store
-writer, with no Python object per document beyond its id, label and text.
+writer, with no Python object per document: texts, ids and string columns stay in Arrow
+buffers, hashed and JSON-escaped there by numba kernels (textkey.py, `json_escape`).
 
 A fast path only says yes when its result is exactly what the line-by-line reader
 (corpus.py) would store for the same input, and nothing would be rejected; otherwise it
