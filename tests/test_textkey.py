@@ -87,3 +87,17 @@ def test_tables_are_made_when_first_needed_and_the_kernel_reruns(monkeypatch):
         assert text_hashes(texts).tolist() == [reference(t) for t in texts]
         levels.append(textkey.TABLES_NEEDED[0])
     assert levels == [0, 1, 2]
+
+
+def test_final_sigma_properties_kept_on_disk_equal_fresh_ones(tmp_path, monkeypatch):
+    from contextsort import textkey
+
+    monkeypatch.setattr(textkey, "TABLE_CACHE_DIR", tmp_path)
+    fresh = textkey.make_sigma_props()
+    assert ((fresh & textkey.CASED) != 0)[[ord("A"), ord("z"), 0x3A3, 0x130]].all()
+    assert ((fresh & textkey.IGNORABLE) != 0)[[ord("'"), ord("."), 0x301, 0x2B0]].all()
+    first = textkey.sigma_props()  # made and written
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    assert np.array_equal(first, fresh) and np.array_equal(textkey.sigma_props(), fresh)  # read back
+    next(tmp_path.glob("*.npy")).write_bytes(b"not a numpy file")
+    assert np.array_equal(textkey.sigma_props(), fresh)  # a damaged file is made again

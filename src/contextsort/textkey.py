@@ -19,10 +19,16 @@ compared only within one store; the ingest stage's version marks the definition.
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from functools import cache
+from pathlib import Path
 
 import numba as nb
 import numpy as np
+
+from .atomic import save_npy
+from .errors import ResourceError
 
 MAX_CP = 0x110000
 SPACE, IGNORABLE, CASED = 1, 2, 4  # bits of `unicode_tables(...)[1]`
@@ -63,7 +69,29 @@ def unicode_tables(sigma: bool = False) -> tuple[np.ndarray, np.ndarray]:
     return lower, props
 
 
+TABLE_CACHE_DIR = Path(__file__).resolve().parent / "__pycache__"
+
+
 def sigma_props() -> np.ndarray:
+    """`make_sigma_props()`, kept in __pycache__ per Python and Unicode version (it takes 0.3 s
+    to make: every process that meets a 'Σ' would pay it; a read-only install just makes it)."""
+    path = TABLE_CACHE_DIR / f"contextsort-sigma-props-{sys.implementation.cache_tag}-{unicodedata.unidata_version}.npy"
+    try:
+        props = np.load(path)
+        if props.shape == (MAX_CP,) and props.dtype == np.uint8:
+            return props
+    except (OSError, ValueError):
+        pass
+    props = make_sigma_props()
+    try:
+        path.parent.mkdir(exist_ok=True)
+        save_npy(path, props)
+    except (OSError, ResourceError):
+        pass
+    return props
+
+
+def make_sigma_props() -> np.ndarray:
     """IGNORABLE / CASED bits (uint8) of each code point, as Python's final-sigma rule sees them.
 
     'Σ' lowercases to 'ς' after a cased character (case-ignorable ones skipped) that is not
