@@ -8,8 +8,8 @@ texts (a buffer and its offsets, as an Arrow string column holds them), normalis
 text into a scratch buffer and hashes it there. Non-ASCII code points go through tables
 made once per process from the running Python's Unicode database (`str.isspace`,
 `str.lower`, and for the final-sigma rule the "cased" and "case-ignorable" properties, read
-off what `str.lower` does to 'Σ' next to each character), so the kernel gives what Python
-gives for every text.
+off what `str.lower` does to 'Σ' next to each character; kept in __pycache__), so the
+kernel gives what Python gives for every text.
 
 Collisions: 64 bits, so among n distinct texts the chance of any two sharing a hash is
 about n² / 2**65 (1e-8 at a million texts, 0.15 % at 235 million); a collision would make
