@@ -70,6 +70,9 @@ TRICKY_JSONL = [
     ("not_object", [b'["id", "text"]']),
     ("malformed", [b'{"id": "bad", "text": "unterminated}']),
     ("duplicate_id", [b'{"id": "g3", "text": "an id already used"}']),
+    ("unicode_space_and_case", ['{"id": "k2", "text": "\u0130STANBUL\u00a0STRA\u1e9eE \u039f\u0394\u039f\u03a3 \u03a3\u0301 e\u0301"}'.encode(),
+                                b'{"id": "k3", "text": "  \\u0130stanbul\\u3000stra\\u1e9ee\\r\\n\\u039f\\u0394\\u039f\\u03a3 \\u03a3\\u0301 E\\u0301\\u001c"}']),
+    ("separators_and_nul", [b'{"id": "k4", "text": "a\\u001cb\\u001fc\\u0000d\\u0085e\\u2028f"}']),
 ]
 
 
@@ -200,12 +203,14 @@ def test_plain_parquet_takes_the_fast_path():
 
 
 def test_json_strings_is_pythons_encoder():
-    values = ["plain", "", "q\"uote", "back\\slash", "nl\n cr\r tab\t bs\b ff\f", "\x00\x01\x0b\x1f\x7f", "caf\u00e9 \u2028 \U0001f600", None]
+    values = ["plain", "", "q\"uote", "back\\slash", "nl\n cr\r tab\t bs\b ff\f", "\x00\x01\x0b\x1f\x7f", "caf\u00e9 \u2028 \U0001f600", None, "".join(map(chr, range(128))), None, "\u00e9\\\u3000\"", ""]
     got = json_strings(pa.array(values, pa.string())).to_pylist()
     assert got == [json.dumps(v, ensure_ascii=False) for v in values]
+    sliced = json_strings(pa.array(values, pa.string()).slice(5, 6)).to_pylist()  # an offset into the buffers
+    assert sliced == [json.dumps(v, ensure_ascii=False) for v in values[5:11]]
 
 
-TRICKY_CHARS = "aZ \t\n\r\x00\x01\x1c\x1f\x7f\x85\xa0\u2028\u3000\"\\/\u00e9\u03a3\U0001f600"
+TRICKY_CHARS = "aZ \t\n\r\x00\x01\x1c\x1f\x7f\x85\xa0\u2028\u3000\"\\/\u00e9\u03a3\U0001f600\u0130\u1e9e\u0301'\u02b0"
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -245,3 +250,26 @@ def test_random_parquet_same_store_both_ways(tmp_path, rows):
     if all(r[1].strip() for r in rows):  # no blank text: every batch takes the fast path
         for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
             assert parquet_batch_block(batch, "f", 1, "text", "id", "label") is not None
+
+
+@pytest.mark.parametrize("ids", [["caf\u00e9", "\U0001f600 id", "7", "plain", "q\"uote", "back\\slash", "tab\there"],
+                                 [7, -3, 0, 2**40, 12, 13, 14]], ids=["str", "int"])
+def test_duplicate_ids_found_across_fast_and_line_by_line_pieces(tmp_path, ids):
+    """Ids first seen in pieces that take the fast path, repeated in a piece that falls back
+    (and the other way round): the id hashes of both paths agree, so every repeat is rejected."""
+    def lines(prefix, id_list, ascii_only):
+        return [json.dumps({"id": rid, "text": f"{prefix} {k}"}, ensure_ascii=ascii_only).encode() for k, rid in enumerate(id_list)]
+
+    filler = [f"g{i}" for i in range(200)] if isinstance(ids[0], str) else list(range(1000, 1200))
+    bad = b'{"id": "c1", "text": "a\x01b"}'  # a raw control byte: this piece is read line by line
+    path = tmp_path / "ids.jsonl"
+    path.write_bytes(b"\n".join(lines("first", ids, False) + lines("fill", filler[:60], False) + [bad] + lines("again", ids, True)
+                                + lines("fill", filler[100:160], False) + lines("again", ids, False)) + b"\n")
+    blocks = [json_lines_block(b"\n".join(lines("x", ids, a)) + b"\n", "f", 1, "text", "id", "label") for a in (False, True)]
+    assert all(b is not None for b in blocks)  # such lines alone take the fast path
+    fast, rejects, counts = ingest(path, tmp_path / "pieces", True, piece_bytes=1000)
+    slow = ingest(path, tmp_path / "slow", False)
+    assert fast == slow[0] and rejects == slow[1] and counts == slow[2]
+    reasons = [r["reason"] for r in rejects]
+    assert sum("duplicate id" in r for r in reasons) == 2 * len(ids) and len(reasons) == 2 * len(ids) + 1, reasons
+    assert counts[0]["records"] == 3 * len(ids) + 121

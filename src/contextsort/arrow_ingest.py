@@ -1,6 +1,7 @@
 """Columnar fast paths of ingest: a block of JSON lines read by `pyarrow.json`, a Parquet
 record batch taken as Arrow columns, each turned into one `RecordBlock` for the store
-writer, with no Python object per document beyond its id, label and text.
+writer, with no Python object per document: texts, ids and string columns stay in Arrow
+buffers, hashed and JSON-escaped there by numba kernels (textkey.py, `json_escape`).
 
 A fast path only says yes when its result is exactly what the line-by-line reader
 (corpus.py) would store for the same input, and nothing would be rejected; otherwise it
@@ -16,17 +17,19 @@ Such a block stores its input lines as they are, as the ordinary reader does.
 
 A Parquet batch is fast when its columns are strings (valid UTF-8), integers or bools,
 the text column has no null and no blank value, and the id column has no null; the
-records are then encoded as JSON column by column (`json_strings`), byte for byte what
-Python's `json.dumps(..., ensure_ascii=False)` gives.
+records are then encoded as JSON column by column (`json_strings`: string columns escaped
+by one numba kernel over their buffers), byte for byte what Python's
+`json.dumps(..., ensure_ascii=False)` gives.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
-from .textkey import ascii_keys, short_hashes, text_hashes, unicode_keys
+from .textkey import bytes_hashes, hash_utf8
 
 INT53 = 1 << 53
 
@@ -43,7 +46,7 @@ class RecordBlock:
 
     source: str
     first_line: int  # line (JSON lines) or row (Parquet) number of the first record
-    ids: list
+    id_hash: np.ndarray  # of each id's JSON text (corpus.id_hash_keys)
     text_hash: np.ndarray
     text_data: bytes
     text_offsets: np.ndarray
@@ -54,7 +57,7 @@ class RecordBlock:
     kinds: dict
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.text_hash)
 
 
 def string_buffers(arr) -> tuple[bytes, np.ndarray]:
@@ -119,12 +122,15 @@ def json_lines_block(block: bytes, source: str, first_line: int, text_field: str
     if not block or b"\r" in block or not block.startswith(b"{"):
         return None
     ends_with_lf = block.endswith(b"\n")
-    body = block[:-1] if ends_with_lf else block
-    n = body.count(b"\n") + 1
+    data = np.frombuffer(block, dtype=np.uint8)
+    lf = np.flatnonzero(data == 10)
+    inner = lf[:-1] if ends_with_lf else lf  # LFs between lines: never the first or the last byte
     # every line '{...}' (so no blank line); a raw control byte other than TAB (JSON whitespace to
     # Python too) and LF is refused by pyarrow, in strings and between tokens alike (tested)
-    if body.count(b"}\n{") != n - 1 or not body.endswith(b"}"):
+    if data[len(block) - 1 - ends_with_lf] != 125 or not ((data[inner - 1] == 125) & (data[inner + 1] == 123)).all():
         return None
+    n = len(inner) + 1
+    record_ends = lf + 1 if ends_with_lf else np.append(lf + 1, len(block) + 1)  # each line with its LF
     if not valid_utf8(block):  # pyarrow.json does not check UTF-8 inside strings
         return None
     table = None
@@ -148,11 +154,11 @@ def json_lines_block(block: bytes, source: str, first_line: int, text_field: str
             return None
         kinds[name] = k
     return finish_block(table, source, first_line, text_field, id_field, label_field, kinds,
-                        block if ends_with_lf else block + b"\n", None)
+                        block if ends_with_lf else block + b"\n", np.diff(record_ends, prepend=0))
 
 
 def finish_block(table, source: str, first_line: int, text_field: str, id_field: str, label_field: str | None,
-                 kinds: dict, records: bytes, record_lengths: np.ndarray | None) -> RecordBlock | None:
+                 kinds: dict, records: bytes, record_lengths: np.ndarray) -> RecordBlock | None:
     """The text, id and label columns of a checked table into a RecordBlock (None: a blank text, or a column this path leaves alone)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -175,78 +181,90 @@ def finish_block(table, source: str, first_line: int, text_field: str, id_field:
             return None
         distinct = pc.unique(lab).drop_null()  # in order of first appearance
         labels = distinct.to_pylist()
-        label_index = pc.fill_null(pc.index_in(lab, value_set=distinct), -1).to_numpy(zero_copy_only=False).astype(np.int32)
+        label_index = filled_int32(pc.index_in(lab, value_set=distinct), -1)
     data, offsets = string_buffers(text)
-    if record_lengths is None:  # JSON lines: each line ends at an LF
-        ends = np.flatnonzero(np.frombuffer(records, dtype=np.uint8) == 10) + 1
-        record_lengths = np.diff(ends, prepend=0)
-    return RecordBlock(source, first_line, ids_col.to_pylist(), text_hashes_arrow(text), data, offsets, records,
+    id_data, id_offsets = string_buffers(json_values(ids_col.combine_chunks() if isinstance(ids_col, pa.ChunkedArray) else ids_col))
+    return RecordBlock(source, first_line, bytes_hashes(id_data, id_offsets), hash_utf8(data, offsets), data, offsets, records,
                        record_lengths, labels, label_index, kinds)
 
 
-def text_hashes_arrow(text) -> np.ndarray:
-    """`textkey.text_hashes` of a string array without nulls: ASCII values joined by Arrow, the others by Python."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    text = text.cast(pa.large_string())
-    flags = pc.string_is_ascii(text)
-    out = np.empty(len(text), dtype=np.uint64)
-    n_ascii = pc.sum(flags).as_py() or 0
-    if n_ascii == 0:
-        return text_hashes(text.to_pylist())
-    ascii_text = text if n_ascii == len(text) else text.filter(flags)
-    joined, _ = string_buffers(pc.binary_join_element_wise(ascii_text, large("\0"), large("")))
-    keys = ascii_keys(joined[:-1], len(ascii_text))
-    if keys is None:  # a text holds a NUL
-        return text_hashes(text.to_pylist())
-    if n_ascii == len(text):
-        return short_hashes(keys)
-    mask = flags.to_numpy(zero_copy_only=False)
-    out[mask] = short_hashes(keys)
-    out[~mask] = short_hashes(unicode_keys(text.filter(pc.invert(flags)).to_pylist()))
-    return out
-
-
 def large(s: str):
-    """A large_string scalar (Arrow's string kernels want one type for every argument)."""
+    """A large_string scalar (Arrow's string kernels want one type for every argument).
+
+    Made from buffers: converting a Python value (`pa.scalar`, `pa.array`) makes pyarrow
+    import pandas, about a second of a run that needs no pandas (see `filled_int32`).
+    """
     import pyarrow as pa
 
-    return pa.scalar(s, pa.large_string())
+    data = s.encode("utf-8")
+    return pa.Array.from_buffers(pa.large_string(), 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)),
+                                                        pa.py_buffer(data)])[0]
 
 
-_NOT_CONTROL = bytes(c for c in range(256) if not (1 <= c <= 7 or c == 11 or 14 <= c <= 31))  # deleted: what is left are the controls
+def filled_int32(arr, missing: int) -> np.ndarray:
+    """An int32 Arrow array's values as numpy, `missing` where null (no Python scalar: see `large`)."""
+    validity, values = arr.buffers()
+    out = np.frombuffer(values, dtype=np.int32)[arr.offset: arr.offset + len(arr)]
+    if arr.null_count:
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        out = np.where(bits[arr.offset: arr.offset + len(arr)].astype(bool), out, missing)
+    return out.astype(np.int32)
+
+
+# per byte: the length of its JSON escape (1: none) and the character after the backslash
+# ('u': \u00XX); what Python's JSON encoder escapes with ensure_ascii=False
+JSON_SHORT_ESCAPES = {ord('"'): '"', ord("\\"): "\\", 10: "n", 13: "r", 9: "t", 8: "b", 12: "f"}
+JSON_ESCAPE_LENGTH = np.array([2 if b in JSON_SHORT_ESCAPES else 6 if b < 32 else 1 for b in range(256)], dtype=np.int64)
+JSON_ESCAPE_CHAR = np.array([ord(JSON_SHORT_ESCAPES.get(b, "u")) for b in range(256)], dtype=np.uint8)
+HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+@nb.njit(cache=True)
+def json_escape(data, offsets, valid, length, char, hexdigits):
+    """(bytes, offsets) of each UTF-8 value as a quoted JSON string; `null` where not valid."""
+    n = len(offsets) - 1
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    for k in range(n):
+        size = 4
+        if valid[k]:
+            size = 2
+            for i in range(offsets[k], offsets[k + 1]):
+                size += length[data[i]]
+        out_off[k + 1] = out_off[k] + size
+    out = np.empty(out_off[n], dtype=np.uint8)
+    for k in range(n):
+        p = out_off[k]
+        if not valid[k]:
+            out[p], out[p + 1], out[p + 2], out[p + 3] = 110, 117, 108, 108  # null
+            continue
+        out[p] = 34
+        p += 1
+        for i in range(offsets[k], offsets[k + 1]):
+            b = data[i]
+            m = length[b]
+            if m == 1:
+                out[p] = b
+                p += 1
+                continue
+            out[p] = 92
+            out[p + 1] = char[b]
+            if m == 6:
+                out[p + 2], out[p + 3], out[p + 4], out[p + 5] = 48, 48, hexdigits[b >> 4], hexdigits[b & 15]
+            p += m
+        out[p] = 34
+    return out, out_off
 
 
 def json_strings(col):
-    """Each value of a string column as a JSON string (`json.dumps(v, ensure_ascii=False)`), nulls as `null`; large_string.
-
-    The values are escaped together: joined with NUL bytes (a value holding a NUL is
-    encoded alone), escaped by `bytes.replace`, and cut apart again.
-    """
+    """Each value of a string column as a JSON string (`json.dumps(v, ensure_ascii=False)`), nulls as `null`; large_string."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    from json.encoder import encode_basestring
 
     col = col.cast(pa.large_string())
-    filled = pc.fill_null(col, "") if col.null_count else col
-    data, offsets = string_buffers(filled)
-    if b"\0" in data:
-        quoted = pa.array([encode_basestring(v) for v in filled.to_pylist()], pa.large_string())
-    else:
-        joined = pc.binary_join_element_wise(filled, large("\0"), large(""))
-        buf, _ = string_buffers(joined)
-        for a, b in ((b"\\", b"\\\\"), (b'"', b'\\"'), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t"), (b"\x08", b"\\b"),
-                     (b"\x0c", b"\\f")):
-            if a in buf:
-                buf = buf.replace(a, b)
-        for c in sorted(set(buf.translate(None, _NOT_CONTROL))):  # the rare other control bytes, each as \u00XX
-            buf = buf.replace(bytes([c]), b"\\u%04x" % c)
-        parts = buf.split(b"\0")[:-1]
-        quoted = pc.binary_join_element_wise(large('"'), pa.array(parts, pa.large_binary()).cast(pa.large_string()), large('"'), large(""))
-    if col.null_count:
-        quoted = pc.if_else(pc.is_null(col), large("null"), quoted)
-    return quoted
+    data, offsets = string_buffers(col)
+    valid = col.is_valid().to_numpy(zero_copy_only=False) if col.null_count else np.ones(len(col), dtype=bool)
+    out, out_off = json_escape(np.frombuffer(data, dtype=np.uint8), offsets, valid, JSON_ESCAPE_LENGTH, JSON_ESCAPE_CHAR,
+                               HEX_DIGITS)
+    return pa.Array.from_buffers(pa.large_string(), len(col), [None, pa.py_buffer(out_off), pa.py_buffer(out)])
 
 
 def json_values(col):

@@ -64,7 +64,7 @@ class RecordError(InputError):
     def __reduce__(self):  # raised inside Ray tasks: rebuilt from its parts
         return (RecordError, (self.source, self.line, self.field, self.reason))
 from .atomic import commit, save_npy
-from .textkey import short_hashes, text_hashes  # noqa: E402,F401  (exact-duplicate hashes; re-exported)
+from .textkey import bytes_hashes, hash_utf8, text_hashes  # noqa: E402,F401  (exact-duplicate hashes; re-exported)
 from .arrow_ingest import RecordBlock, json_lines_block, parquet_batch_block  # noqa: E402  (columnar fast paths)
 
 
@@ -356,11 +356,11 @@ def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int
             if left is not None:
                 left -= len(data)
             if data:
-                buf = carry + data
-                cut = buf.rfind(b"\n") + 1
-                carry, block = buf[cut:], buf[:cut]
+                cut = data.rfind(b"\n") + 1
                 if not cut:
+                    carry += data
                     continue
+                block, carry = carry + memoryview(data)[:cut], data[cut:]  # one copy of the block, not two
             else:
                 block, carry = carry, b""
                 if not block:
@@ -1195,9 +1195,20 @@ def id_keys(values: list) -> list[str]:
     return [str(v) if type(v) is int else quoted(v) if type(v) is str else _id_key(v) for v in values]
 
 
+def id_hash_keys(values: list) -> list[str]:
+    """The text each id is hashed by: ints as decimals, strings as JSON (`ensure_ascii=False`), bools
+    as JSON, anything else as `_id_key`: what the columnar path (`arrow_ingest.json_values`) writes."""
+    from json.encoder import encode_basestring as quoted
+
+    return [str(v) if type(v) is int else quoted(v) if type(v) is str else _id_key(v) for v in values]
+
+
 def id_hashes(keys: list[str]) -> np.ndarray:
-    """uint64 (xxh3) of each id key: only compared within one ingest (never stored), so the fastest will do."""
-    return np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, keys)), dtype=np.uint64, count=len(keys))
+    """uint64 (XXH64) of each id key (`id_hash_keys`): compared within one ingest only (shards too), never stored."""
+    encoded = [k.encode("utf-8", errors="surrogatepass") for k in keys]
+    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(keys)), out=offsets[1:])
+    return bytes_hashes(b"".join(encoded), offsets)
 
 
 def _append(arr, values: np.ndarray) -> None:
@@ -1275,12 +1286,13 @@ class DocStoreWriter:
         self._rec.write(blob)
         self._content.update(blob)
         _append(self._rec_off, self._rec_off[-1] + np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1))
-        texts = [r.text for r in recs]
-        tbs = [t.encode("utf-8", errors="surrogatepass") for t in texts]
-        self._txt.write(b"".join(tbs))
-        _append(self._txt_off, self._txt_off[-1] + np.cumsum(np.fromiter(map(len, tbs), np.int64, len(tbs))))
-        _append(self._hashes, text_hashes(texts))
-        _append(self._id_hash, id_hashes(id_keys([r.id for r in recs])))
+        tbs = [r.text.encode("utf-8", errors="surrogatepass") for r in recs]
+        joined = b"".join(tbs)
+        self._txt.write(joined)
+        ends = np.cumsum(np.fromiter(map(len, tbs), np.int64, len(tbs)))
+        _append(self._txt_off, self._txt_off[-1] + ends)
+        _append(self._hashes, hash_utf8(joined, np.concatenate(([0], ends))))
+        _append(self._id_hash, id_hashes(id_hash_keys([r.id for r in recs])))
         labels = [r.fields.get(self.label_field) for r in recs] if self.label_field else None
         _append(self._label_code, self._label_codes(labels, len(recs)))
         for src in dict.fromkeys(r.source for r in recs):
@@ -1330,7 +1342,7 @@ class DocStoreWriter:
         self._txt.write(block.text_data)
         _append(self._txt_off, self._txt_off[-1] + block.text_offsets[1:])
         _append(self._hashes, block.text_hash)
-        _append(self._id_hash, id_hashes(id_keys(block.ids)))
+        _append(self._id_hash, block.id_hash)
         _append(self._label_code, self._global_codes(block.labels, block.label_index) if self.label_field else
                 np.full(n, -1, dtype=np.int32))
         if block.source not in self._source_index:

@@ -18,7 +18,7 @@ STORE_FILES = ["store/records.jsonl", "store/records.idx.npy", "store/text.bin",
 
 class IngestStage(Stage):
     name = "ingest"
-    version = 6  # the store layout: bumped when it changes, so old run directories are re-ingested
+    version = 7  # the store layout (7: text_hash is XXH64 of the key): bumped when it changes, so old run directories are re-ingested
     reads = ("input",)
 
     def produces(self, cfg):
