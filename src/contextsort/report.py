@@ -24,7 +24,7 @@ import numpy as np
 from .corpus import DocStore
 from .errors import ContextsortError, DependencyMissing
 from .graph import Graph, graph_from_knn, restrict_knn
-from .metrics import adjacent_similarities, label_agreement, path_bound, path_edge_weights
+from .metrics import adjacent_similarities_along, label_agreement, path_bound, path_edge_weights
 from .rowfile import RowFile
 
 PLOT_SAMPLE = 200_000  # pairs or documents drawn for a histogram
@@ -208,12 +208,8 @@ class RunView:
         return out
 
     def along(self, order: np.ndarray) -> np.ndarray:
-        """Cosine of each consecutive pair along `order`, read in chunks (float16 files too)."""
-        out = np.empty(max(0, len(order) - 1), dtype=np.float64)
-        for s in range(0, len(out), CHUNK):
-            rows = np.asarray(self.emb.take(order[s:s + CHUNK + 1]), dtype=np.float32)
-            out[s:s + len(rows) - 1] = adjacent_similarities(rows, np.arange(len(rows)))
-        return out
+        """Cosine of each consecutive pair along `order` (the metrics stage's figures, read the same way)."""
+        return adjacent_similarities_along(self.emb, order, CHUNK)
 
     @cached_property
     def adjacent(self) -> np.ndarray | None:

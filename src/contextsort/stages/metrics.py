@@ -8,10 +8,10 @@ import numpy as np
 from ..atomic import write_json
 from ..corpus import DocStore
 from ..graph import graph_from_knn
-from ..metrics import (adjacent_similarities_in_slabs, bound_method, forest_iterations, label_agreement,
+from ..metrics import (adjacent_similarities_along, bound_method, forest_iterations, label_agreement,
                        path_bound, path_bound_two_best, path_weight)
 from ..pipeline import RunContext, Stage
-from .embed import load_embeddings
+from .embed import embedding_rows
 from .order import kept_graph
 
 
@@ -31,20 +31,17 @@ class MetricsStage(Stage):
         seed = ctx.cfg.seed
         order = np.load(ctx.path("order.npy"))
 
-        def open_embeddings() -> np.ndarray:  # memory-mapped afresh for each slab pair
-            return load_embeddings(ctx)
-
+        rows = embedding_rows(ctx)  # read chunk by chunk: the file stays out of the RSS
         values: dict = {
             "adjacent_similarity": {
-                "ordered": mean(adjacent_similarities_in_slabs(open_embeddings, order)),
-                "random": mean(adjacent_similarities_in_slabs(open_embeddings,
-                                                              np.random.default_rng(seed).permutation(order))),
+                "ordered": mean(adjacent_similarities_along(rows, order)),
+                "random": mean(adjacent_similarities_along(rows, np.random.default_rng(seed).permutation(order))),
             },
         }
         kept, k_ids, k_sims = kept_graph(ctx)
         graph = graph_from_knn(k_ids, k_sims)
         del k_ids, k_sims
-        pos = np.full(len(open_embeddings()), -1, dtype=np.int64)
+        pos = np.full(len(rows), -1, dtype=np.int64)
         pos[kept] = np.arange(len(kept))
         local = pos[order]
         pw = path_weight(graph, local)
