@@ -54,8 +54,8 @@ def adjacent_similarities_along(rows, order: np.ndarray, chunk: int = ALONG_CHUN
 
     Reading a memory map in walk order makes the whole file resident (1 GB at 1M documents);
     `RowFile.take` copies each chunk's rows, gathered in file order, into the process's own
-    buffer and leaves the file in the page cache. At 1M (a random walk order) this took 2.95 s
-    and 315 MB peak against 4.0 s and 703 MB for mapping slab pairs afresh (round 4).
+    buffer and leaves the file in the page cache. At 1M this pass took 2.5 s and 315 MB peak
+    against 1.4 s and 703 MB for mapping slab pairs afresh (benchmarks/adjacent_reads.py).
     """
     order = np.asarray(order, dtype=np.int64)
     out = np.zeros(max(0, len(order) - 1), dtype=np.float64)
