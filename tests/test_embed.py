@@ -1,16 +1,18 @@
-"""Embed stage without torch: length batching, memory-mapped output, crash + resume, errors."""
+"""Embed stage without torch: length batching, output written with explicit writes, crash + resume, errors."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
 
 from contextsort.config import Config
 from contextsort.embed import EmbedderUnavailable, get_embedder
-from contextsort.embed.batched import encode_to_memmap, length_order, partial_paths
+from contextsort.rowfile import RowFile
+from contextsort.embed.batched import create_npy, encode_to_memmap, length_order, partial_paths, write_rows
 import contextsort
 
 from conftest import write_jsonl
@@ -89,8 +91,50 @@ def test_crash_then_resume_is_identical(tmp_path, dtype, fail_after):
     assert stats.resumed_batches == fail_after
     assert len(second.batches) == 11 - fail_after  # only the unfinished batches were encoded
     assert (tmp_path / "run.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
+    assert (tmp_path / "run.npy").read_bytes() == memmap_reference(FakeEmbedder(), texts, tmp_path / "mm.npy", dtype)
     assert np.load(tmp_path / "run.npy").dtype == np.dtype(dtype)
     assert not part.exists() and not state.exists()
+
+
+def memmap_reference(emb, texts, path, dtype: str) -> bytes:
+    """The file the earlier writer (rows assigned through a numpy memory map) made for `texts`."""
+    vecs = np.stack([emb.vec(t) for t in texts]).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        norms = np.linalg.norm(vecs.astype(np.float32), axis=1)
+    vecs[~(np.isfinite(norms) & (norms >= 0.5))] = 0
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=vecs.shape)
+    mm[:] = vecs
+    mm.flush()
+    del mm
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("same_length", [False, True])  # True: every batch is one run of consecutive rows
+def test_explicit_writes_give_the_memory_map_bytes(tmp_path, dtype, same_length):
+    texts = [f"doc {i:04d}" for i in range(97)] if same_length else _texts(97, seed=3)
+    texts[5], texts[40] = "zero doc", "nan doc"
+    emb = FakeEmbedder(bad={"zero doc", "nan doc"})
+    valid, stats = _encode(emb, texts, tmp_path / "e.npy", bs=16, dtype=dtype)
+    assert (tmp_path / "e.npy").read_bytes() == memmap_reference(emb, texts, tmp_path / "ref.npy", dtype)
+    assert valid.sum() == 95 and not valid[5] and not valid[40] and stats.batches == 7
+
+
+def test_write_rows_places_scattered_and_consecutive_rows(tmp_path):
+    path = tmp_path / "w.npy"
+    create_npy(path, (10, 3), np.dtype("float32"))
+    assert np.load(path).tolist() == np.zeros((10, 3)).tolist()
+    rows = np.array([7, 2, 3, 4, 9, 0])
+    values = np.arange(18, dtype=np.float32).reshape(6, 3)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        write_rows(fd, RowFile(path).offset, rows, values)
+    finally:
+        os.close(fd)
+    out = np.load(path)
+    expect = np.zeros((10, 3), np.float32)
+    expect[rows] = values
+    np.testing.assert_array_equal(out, expect)
 
 
 def test_changed_plan_restarts_instead_of_mixing(tmp_path):

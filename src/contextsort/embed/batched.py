@@ -1,12 +1,18 @@
-"""Length-batched, resumable encoding into a memory-mapped .npy file.
+"""Length-batched, resumable encoding into a .npy file written with explicit writes.
 
 Documents are encoded longest first in fixed batches of similar length (little padding
 for neural models, and an out-of-memory shows up in the first batch, not the last), and
-each batch's rows are written at their original positions of a `.npy` memory map as soon
-as they are computed. After every batch the map is flushed and a small state file records
-how many batches are done, so a crashed or interrupted run continues from the last
-finished batch. The batches are a pure function of (lengths, batch_size), so the resumed
-file is identical to an uninterrupted one.
+each batch's rows are written at their original positions of the `.npy` file as soon
+as they are computed, with one `os.pwrite` per run of consecutive rows. After every batch
+the file is synced and a small state file records how many batches are done, so a crashed
+or interrupted run continues from the last finished batch. The batches are a pure function
+of (lengths, batch_size), so the resumed file is identical to an uninterrupted one.
+
+Explicit writes, not a memory map: pages of a shared file mapping that a process has
+written count in its resident set until they are unmapped, so writing 1M x 256 float32
+through a map made the whole 1 GB file resident in the embed stage. Written with pwrite,
+the rows sit in the kernel's page cache (shared, reclaimable), not in the process
+(docs/benchmarks.md, "Memory at 1M").
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from ..atomic import commit
+from ..rowfile import RowFile
 
 DTYPES = ("float32", "float16")
 MIN_NORM = 0.5  # a unit-norm embedder's row below this norm is broken (zero or NaN): the document is rejected
@@ -94,13 +101,12 @@ def encode_to_memmap(
     part, state_path = partial_paths(path)
     done = _resumable(part, state_path, ident, (n, dim), dtype)
     if done:
-        mm = np.lib.format.open_memmap(part, mode="r+")
         if on_resume is not None:
             on_resume(min(n, done * batch_size))
     else:
         for p in (part, state_path):
             p.unlink(missing_ok=True)
-        mm = np.lib.format.open_memmap(part, mode="w+", dtype=np.dtype(dtype), shape=(n, dim))
+        create_npy(part, (n, dim), np.dtype(dtype))
         _write_state(state_path, ident, 0)
     resumed = done
     t0 = time.perf_counter()
@@ -109,38 +115,72 @@ def encode_to_memmap(
         results: Iterable[np.ndarray] = (embedder.encode(list(get_texts(idx))) for idx in todo)
     else:
         results = encode_batches(todo)
-    for b, (idx, vecs) in enumerate(zip(todo, results), start=done):
-        vecs = np.asarray(vecs)
-        if vecs.shape != (len(idx), dim):
-            raise ValueError(f"embedder {ident['embedder']} returned shape {vecs.shape} for a batch of {len(idx)} (expected ({len(idx)}, {dim}))")
-        mm[idx] = vecs.astype(dtype, copy=False)
-        mm.flush()  # rows on disk before the state says they are
-        _write_state(state_path, ident, b + 1)
-        if progress is not None:
-            progress(len(idx))
-    seconds = time.perf_counter() - t0
-    valid = _validate(mm, min_norm)
-    mm.flush()
-    del mm
+    offset = RowFile(part).offset
+    fd = os.open(part, os.O_RDWR)
+    try:
+        for b, (idx, vecs) in enumerate(zip(todo, results), start=done):
+            vecs = np.asarray(vecs)
+            if vecs.shape != (len(idx), dim):
+                raise ValueError(f"embedder {ident['embedder']} returned shape {vecs.shape} for a batch of {len(idx)} (expected ({len(idx)}, {dim}))")
+            write_rows(fd, offset, idx, vecs.astype(dtype, copy=False))
+            os.fdatasync(fd)  # rows on disk before the state says they are
+            _write_state(state_path, ident, b + 1)
+            if progress is not None:
+                progress(len(idx))
+        seconds = time.perf_counter() - t0
+        valid = _validate(fd, RowFile(part), min_norm)
+    finally:
+        os.close(fd)
     commit(part, path)
     state_path.unlink(missing_ok=True)
     encoded = n - min(n, resumed * batch_size)
     return valid, EncodeStats(n_batches, resumed, seconds, encoded)
 
 
-def _validate(mm: np.ndarray, min_norm: float, chunk: int = 65_536) -> np.ndarray:
-    """Valid = finite with norm >= min_norm; invalid rows are zeroed in place."""
-    n = mm.shape[0]
-    valid = np.zeros(n, dtype=bool)
-    for s in range(0, n, chunk):
-        block = np.asarray(mm[s : s + chunk], dtype=np.float32)
+def create_npy(path: Path, shape: tuple[int, int], dtype: np.dtype) -> None:
+    """A zero-filled .npy file of `shape` (sparse on disk): the header numpy writes, then the size set."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                  "fortran_order": False, "shape": tuple(shape)})
+        fh.truncate(fh.tell() + int(np.prod(shape)) * dtype.itemsize)
+
+
+def write_rows(fd: int, offset: int, rows: np.ndarray, values: np.ndarray) -> None:
+    """Write `values[k]` as row `rows[k]` of the .npy open at `fd` (data starting at byte
+    `offset`): rows in file order, one pwrite per run of consecutive rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return
+    dest = np.argsort(rows, kind="stable")
+    sorted_rows = rows[dest]
+    data = np.ascontiguousarray(values[dest])
+    row_bytes = data.strides[0] if data.ndim > 1 else data.itemsize
+    view = memoryview(data).cast("B")
+    breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+    starts = np.concatenate(([0], breaks)).tolist()
+    ends = np.concatenate((breaks, [len(rows)])).tolist()
+    first_rows = sorted_rows[starts].tolist()
+    for a, e, r in zip(starts, ends, first_rows):
+        chunk, pos = view[a * row_bytes : e * row_bytes], offset + r * row_bytes
+        while chunk:  # a write may write less than asked
+            wrote = os.pwrite(fd, chunk, pos)
+            chunk, pos = chunk[wrote:], pos + wrote
+
+
+def _validate(fd: int, rows: RowFile, min_norm: float) -> np.ndarray:
+    """Valid = finite with norm >= min_norm; invalid rows are zeroed in the file."""
+    valid = np.zeros(len(rows), dtype=bool)
+    zero = np.zeros((1, rows.shape[1]), rows.dtype)
+    for s, block in rows.slabs():
         with np.errstate(invalid="ignore", over="ignore"):
-            norms = np.linalg.norm(block, axis=1)
+            norms = np.linalg.norm(block.astype(np.float32, copy=False), axis=1)
         ok = np.isfinite(norms) & (norms >= min_norm)
-        valid[s : s + chunk] = ok
-        if not ok.all():
-            bad = np.flatnonzero(~ok) + s
-            mm[bad] = 0
+        valid[s : s + len(block)] = ok
+        bad = np.flatnonzero(~ok) + s
+        if len(bad):
+            write_rows(fd, rows.offset, bad, np.repeat(zero, len(bad), axis=0))
+    if not valid.all():
+        os.fdatasync(fd)
     return valid
 
 

@@ -1,5 +1,6 @@
-"""embed: one unit-norm vector per stored document, written batch by batch into a memory
-map that a rerun resumes (embed/batched.py). Batches run through the engine's map."""
+"""embed: one unit-norm vector per stored document, written batch by batch into a .npy file
+with explicit writes (not a memory map: its pages would count in the resident set) that a
+rerun resumes (embed/batched.py). Batches run through the engine's map."""
 
 from __future__ import annotations
 
