@@ -30,6 +30,7 @@ from ..atomic import commit
 from ..rowfile import RowFile
 
 DTYPES = ("float32", "float16")
+SYNC_DATA = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 MIN_NORM = 0.5  # a unit-norm embedder's row below this norm is broken (zero or NaN): the document is rejected
 
 
@@ -123,7 +124,7 @@ def encode_to_memmap(
             if vecs.shape != (len(idx), dim):
                 raise ValueError(f"embedder {ident['embedder']} returned shape {vecs.shape} for a batch of {len(idx)} (expected ({len(idx)}, {dim}))")
             write_rows(fd, offset, idx, vecs.astype(dtype, copy=False))
-            os.fdatasync(fd)  # rows on disk before the state says they are
+            SYNC_DATA(fd)  # rows on disk before the state says they are
             _write_state(state_path, ident, b + 1)
             if progress is not None:
                 progress(len(idx))
@@ -180,7 +181,7 @@ def _validate(fd: int, rows: RowFile, min_norm: float) -> np.ndarray:
         if len(bad):
             write_rows(fd, rows.offset, bad, np.repeat(zero, len(bad), axis=0))
     if not valid.all():
-        os.fdatasync(fd)
+        SYNC_DATA(fd)
     return valid
 
 
