@@ -23,6 +23,7 @@ from ..corpus import DocStore
 
 PARTS_DIR = ".removed.parts"
 BAD_EMBEDDING = "rejected: embedding is zero or NaN"
+LINES_BATCH = 8192  # removed entries whose ids are read from the store at once
 
 Mapper = Callable[[Callable, Iterable[tuple]], Iterator[tuple[int, object]]]
 
@@ -64,16 +65,18 @@ def json_line(row: dict) -> str:
 
 
 def removed_lines(store: DocStore, id_field: str, index: np.ndarray, dup: np.ndarray, sim: np.ndarray) -> Iterator[str]:
-    """The lines of removed documents (duplicates and bad embeddings)."""
-    def rid(i: int):
-        return store.record(i).get(id_field, i)
-
-    for i, j, s in zip(index.tolist(), dup.tolist(), sim.tolist()):
-        if j < 0:
-            yield json_line({"id": rid(i), "reason": BAD_EMBEDDING})
-        else:
-            yield json_line({"id": rid(i), "reason": "duplicate", "duplicate_of": rid(j),
-                             "similarity": None if s != s else round(s, 6)})
+    """The lines of removed documents (duplicates and bad embeddings). Their ids are read from the
+    store a batch of entries at a time, in file order (`DocStore.records`)."""
+    for a in range(0, len(index), LINES_BATCH):
+        ii, jj, ss = index[a:a + LINES_BATCH], dup[a:a + LINES_BATCH], sim[a:a + LINES_BATCH]
+        wanted = np.unique(np.concatenate([ii, jj[jj >= 0]]).astype(np.int64))
+        ids = {d: rec.get(id_field, d) for d, rec in zip(wanted.tolist(), store.records(wanted))}
+        for i, j, s in zip(ii.tolist(), jj.tolist(), ss.tolist()):
+            if j < 0:
+                yield json_line({"id": ids[i], "reason": BAD_EMBEDDING})
+            else:
+                yield json_line({"id": ids[i], "reason": "duplicate", "duplicate_of": ids[j],
+                                 "similarity": None if s != s else round(s, 6)})
 
 
 def reject_lines(rejects_path: str | Path) -> Iterator[str]:
