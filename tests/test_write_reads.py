@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 
 import contextsort.formats.removed as removed_mod
 from contextsort.corpus import DocStore
-from contextsort.formats.removed import removed_entries, removed_lines
+from contextsort.formats.removed import duplicate_similarities, removed_entries, removed_lines
+from contextsort.rowfile import RowFile
 
 from test_pack import small_run  # noqa: F401
 
@@ -54,3 +55,16 @@ def test_removed_lines_same_across_batch_sizes(small_run, monkeypatch):  # noqa:
     rows = [json.loads(x) for x in whole]
     assert [r["id"] for r in rows] == [store.record(i)["id"] for i in index.tolist()]
     assert [r.get("duplicate_of") for r in rows] == [store.record(j)["id"] if j >= 0 else None for j in dup.tolist()]
+
+
+def test_duplicate_similarities_from_row_files_equal_arrays(tmp_path):
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 500, (500, 8))
+    sims = rng.random((500, 8)).astype(np.float32)
+    np.save(tmp_path / "ids.npy", ids)
+    np.save(tmp_path / "sims.npy", sims)
+    i = rng.integers(0, 500, 300)
+    j = np.where(rng.random(300) < 0.7, ids[i, rng.integers(0, 8, 300)], rng.integers(0, 500, 300))
+    want = duplicate_similarities(ids, sims, i, j, chunk=64)
+    got = duplicate_similarities(RowFile(tmp_path / "ids.npy"), RowFile(tmp_path / "sims.npy"), i, j, chunk=64)
+    assert np.array_equal(got, want, equal_nan=True) and np.isfinite(want).sum() >= 200

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_write, commit
 from ..corpus import DocStore
+from ..rowfile import row_source
 
 PARTS_DIR = ".removed.parts"
 BAD_EMBEDDING = "rejected: embedding is zero or NaN"
@@ -31,7 +32,9 @@ Mapper = Callable[[Callable, Iterable[tuple]], Iterator[tuple[int, object]]]
 def duplicate_similarities(ids: np.ndarray, sims: np.ndarray, i: np.ndarray, j: np.ndarray,
                            chunk: int = 1 << 20) -> np.ndarray:
     """Similarity of each pair (i, j) where j is in i's kNN list (first hit), else where i is in
-    j's, else NaN (neither lists the other)."""
+    j's, else NaN (neither lists the other). `ids`/`sims`: arrays or `RowFile`s (only the rows
+    of the pairs are read, in file order, rather than touched at random through a map)."""
+    ids, sims = row_source(ids), row_source(sims)
     i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
     out = np.full(len(i), np.nan)
     for a in range(0, len(i), chunk):
@@ -39,10 +42,10 @@ def duplicate_similarities(ids: np.ndarray, sims: np.ndarray, i: np.ndarray, j: 
         got = np.full(len(ii), np.nan)
         for x, y in ((ii, jj), (jj, ii)):
             todo = np.flatnonzero(np.isnan(got))
-            hit = np.asarray(ids[x[todo]]) == y[todo, None]
+            hit = ids.take(x[todo]) == y[todo, None]
             has = hit.any(axis=1)
             rows = todo[has]
-            got[rows] = np.asarray(sims[x[rows]])[np.arange(len(rows)), hit[has].argmax(axis=1)]
+            got[rows] = sims.take(x[rows])[np.arange(len(rows)), hit[has].argmax(axis=1)]
         out[a:a + chunk] = got
     return out
 
