@@ -1618,6 +1618,26 @@ class DocStore:
         a, b = self.rec_off[i], self.rec_off[i + 1]
         return json.loads(bytes(self._rec[a:b]))
 
+    def records(self, ids) -> list[dict]:
+        """The records at `ids`, in that order (a new dict per entry, repeats included), read with
+        explicit reads in ascending file order: pages of a memory map read at random (the write
+        stage reads in walk order) stay in the process's resident set, which reaches the whole
+        records file; pread copies leave it in the shared page cache (rowfile.py, benchmarks.md)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out: list = [None] * len(ids)
+        if not len(ids):
+            return out
+        seq = np.argsort(ids, kind="stable")
+        starts, ends = self.rec_off[ids[seq]].tolist(), self.rec_off[ids[seq] + 1].tolist()
+        with open(self.dir / "records.jsonl", "rb", buffering=0) as fh:
+            fd = fh.fileno()
+            for k, a, b in zip(seq.tolist(), starts, ends):
+                data = os.pread(fd, b - a, a)
+                if len(data) != b - a:
+                    raise OSError(f"{self.dir / 'records.jsonl'}: short read at byte {a} (document {int(ids[k])})")
+                out[k] = json.loads(data)
+        return out
+
     def text_bytes(self) -> int:
         return int(self.txt_off[-1])
 

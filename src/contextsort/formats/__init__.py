@@ -27,9 +27,8 @@ def ordered_rows(store: DocStore, order: np.ndarray, policy: OutputSchema, label
     """Records of order[start:stop] with their position; `base`: the global position of order[0] (a shard of a longer order)."""
     has_labels = store.label_codes is not None
     pos_field = policy.position_field
-    for pos in range(start, stop):
-        i = int(order[pos])
-        rec = store.record(i)
+    ids = np.asarray(order[start:stop], dtype=np.int64)
+    for pos, i, rec in zip(range(start, stop), ids.tolist(), store.records(ids)):
         rec[pos_field] = base + pos
         if has_labels and label_field and label_field not in rec:
             rec[label_field] = store.label(i)

@@ -20,9 +20,11 @@ import numpy as np
 
 from ..atomic import atomic_write, commit
 from ..corpus import DocStore
+from ..rowfile import row_source
 
 PARTS_DIR = ".removed.parts"
 BAD_EMBEDDING = "rejected: embedding is zero or NaN"
+LINES_BATCH = 8192  # removed entries whose ids are read from the store at once
 
 Mapper = Callable[[Callable, Iterable[tuple]], Iterator[tuple[int, object]]]
 
@@ -30,7 +32,9 @@ Mapper = Callable[[Callable, Iterable[tuple]], Iterator[tuple[int, object]]]
 def duplicate_similarities(ids: np.ndarray, sims: np.ndarray, i: np.ndarray, j: np.ndarray,
                            chunk: int = 1 << 20) -> np.ndarray:
     """Similarity of each pair (i, j) where j is in i's kNN list (first hit), else where i is in
-    j's, else NaN (neither lists the other)."""
+    j's, else NaN (neither lists the other). `ids`/`sims`: arrays or `RowFile`s (only the rows
+    of the pairs are read, in file order, rather than touched at random through a map)."""
+    ids, sims = row_source(ids), row_source(sims)
     i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
     out = np.full(len(i), np.nan)
     for a in range(0, len(i), chunk):
@@ -38,10 +42,10 @@ def duplicate_similarities(ids: np.ndarray, sims: np.ndarray, i: np.ndarray, j: 
         got = np.full(len(ii), np.nan)
         for x, y in ((ii, jj), (jj, ii)):
             todo = np.flatnonzero(np.isnan(got))
-            hit = np.asarray(ids[x[todo]]) == y[todo, None]
+            hit = ids.take(x[todo]) == y[todo, None]
             has = hit.any(axis=1)
             rows = todo[has]
-            got[rows] = np.asarray(sims[x[rows]])[np.arange(len(rows)), hit[has].argmax(axis=1)]
+            got[rows] = sims.take(x[rows])[np.arange(len(rows)), hit[has].argmax(axis=1)]
         out[a:a + chunk] = got
     return out
 
@@ -64,16 +68,18 @@ def json_line(row: dict) -> str:
 
 
 def removed_lines(store: DocStore, id_field: str, index: np.ndarray, dup: np.ndarray, sim: np.ndarray) -> Iterator[str]:
-    """The lines of removed documents (duplicates and bad embeddings)."""
-    def rid(i: int):
-        return store.record(i).get(id_field, i)
-
-    for i, j, s in zip(index.tolist(), dup.tolist(), sim.tolist()):
-        if j < 0:
-            yield json_line({"id": rid(i), "reason": BAD_EMBEDDING})
-        else:
-            yield json_line({"id": rid(i), "reason": "duplicate", "duplicate_of": rid(j),
-                             "similarity": None if s != s else round(s, 6)})
+    """The lines of removed documents (duplicates and bad embeddings). Their ids are read from the
+    store a batch of entries at a time, in file order (`DocStore.records`)."""
+    for a in range(0, len(index), LINES_BATCH):
+        ii, jj, ss = index[a:a + LINES_BATCH], dup[a:a + LINES_BATCH], sim[a:a + LINES_BATCH]
+        wanted = np.unique(np.concatenate([ii, jj[jj >= 0]]).astype(np.int64))
+        ids = {d: rec.get(id_field, d) for d, rec in zip(wanted.tolist(), store.records(wanted))}
+        for i, j, s in zip(ii.tolist(), jj.tolist(), ss.tolist()):
+            if j < 0:
+                yield json_line({"id": ids[i], "reason": BAD_EMBEDDING})
+            else:
+                yield json_line({"id": ids[i], "reason": "duplicate", "duplicate_of": ids[j],
+                                 "similarity": None if s != s else round(s, 6)})
 
 
 def reject_lines(rejects_path: str | Path) -> Iterator[str]:

@@ -3,6 +3,8 @@ graph, so a threshold keeps its calibrated meaning) plus exact normalised-text c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..atomic import save_npy
@@ -13,10 +15,16 @@ from ..pipeline import RunContext, Stage
 from .embed import load_valid
 
 
-def dense_knn(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
-    """The dense cosine kNN lists at --k (dedup_*.npy; knn_*.npy in run folders written before it existed)."""
+def dense_knn_paths(ctx: RunContext) -> tuple[Path, Path]:
+    """Files of the dense cosine kNN lists at --k (dedup_*.npy; knn_*.npy in run folders written before it existed)."""
     name = "dedup" if ctx.path("dedup_ids.npy").exists() else "knn"
-    return np.load(ctx.path(f"{name}_ids.npy"), mmap_mode="r"), np.load(ctx.path(f"{name}_sims.npy"), mmap_mode="r")
+    return ctx.path(f"{name}_ids.npy"), ctx.path(f"{name}_sims.npy")
+
+
+def dense_knn(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
+    """The dense cosine kNN lists at --k, memory-mapped."""
+    ids, sims = dense_knn_paths(ctx)
+    return np.load(ids, mmap_mode="r"), np.load(sims, mmap_mode="r")
 
 
 def threshold_for(embedder: str, threshold: float | None) -> float:

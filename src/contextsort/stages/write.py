@@ -12,7 +12,8 @@ from ..formats.removed import write_removed
 from ..order import is_permutation_order
 from ..pipeline import RunContext, Stage
 from ..progress import progress
-from .dedup import dense_knn
+from ..rowfile import RowFile
+from .dedup import dense_knn_paths
 from .embed import load_valid
 
 
@@ -41,7 +42,7 @@ class WriteStage(Stage):
             with progress(len(order), "write") as bar:
                 files, extra = write_ordered(ctx.run_dir.path, store, order, cfg.output.formats, cfg.input.label_field,
                                              progress=bar.update)
-        ids, sims = dense_knn(ctx)
+        ids, sims = (RowFile(f) for f in dense_knn_paths(ctx))  # only the duplicates' rows are read, in file order
         n_removed, removed_parts = write_removed(ctx.path("removed.jsonl"), ctx.path("store"), cfg.input.id_field, dup_of,
                                                  valid, ids, sims, ctx.path("rejects.jsonl"), ctx.engine.map, workers)
         ingest = ctx.record("ingest")
