@@ -152,6 +152,26 @@ def test_overwrite_refuses_dangerous_targets(tmp_path, corpus, monkeypatch, caps
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_run_killed_while_writing_its_first_manifest_resumes(tmp_path, corpus):
+    """A kill between creating the directory and renaming its first manifest leaves the lock
+    and manifest.json.tmp: the next run must take the directory as its own (a kill -9 test
+    met this once), while anything else in it still makes it foreign."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("12345")
+    (run / "manifest.json.tmp").write_text('{"contextsort_ru')  # cut off mid-write
+    p = cli("run", str(corpus), "-o", str(run), "-q")
+    assert p.returncode == 0, p.stderr
+    assert json.loads((run / "manifest.json").read_text())["contextsort_run"] == 1
+    assert not (run / "manifest.json.tmp").exists() and (run / "ordered.jsonl").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json.tmp").write_text("{}")
+    (other / "notes.txt").write_text("mine")
+    assert cli("run", str(corpus), "-o", str(other), "-q").returncode == 2
+    assert (other / "notes.txt").read_text() == "mine"
+
+
 def test_foreign_manifest_is_not_taken_for_a_run(tmp_path, corpus, capsys):
     d = tmp_path / "theirs"
     d.mkdir()

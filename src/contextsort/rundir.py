@@ -19,7 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .atomic import write_json
+from .atomic import tmp_path, write_json
 from .errors import RunDirError
 
 MARKER = "contextsort_run"
@@ -52,7 +52,10 @@ class RunDirectory:
 
     # -- ownership --------------------------------------------------------------------
     def _contents(self) -> list[Path]:
-        return [p for p in self.path.iterdir() if p.name != LOCK_NAME] if self.path.is_dir() else []
+        """What the directory holds besides what a run killed while creating it leaves: the
+        lock file and the temporary name of the first manifest (killed before its rename)."""
+        ours = {LOCK_NAME, tmp_path(self.path / "manifest.json").name}
+        return [p for p in self.path.iterdir() if p.name not in ours] if self.path.is_dir() else []
 
     def is_ours(self) -> bool:
         m = read_manifest_file(self.path / "manifest.json")
