@@ -68,3 +68,33 @@ def test_knn_graph_rowfile_other_kinds_read_whole(tmp_path):
     want_i, want_s, _ = knn_graph(x, k=5, index="flat")
     got_i, got_s, _ = knn_graph(RowFile(path), k=5, index="flat")
     assert np.array_equal(got_i, want_i) and np.array_equal(got_s, want_s)
+
+
+def test_neighbors_stage_reads_ivffs_rows_from_the_file(tmp_path, monkeypatch):
+    """The stage hands ivffs a RowFile (the embeddings never mapped for the kNN) and its
+    lists are those of the array path."""
+    import contextsort
+    from contextsort.config import Config
+    from contextsort.sample import bbc_news_path
+    from contextsort.stages import neighbors as stage
+
+    seen = []
+    real = stage.knn_graph
+
+    def recording(emb, **kw):
+        seen.append(type(emb))
+        return real(emb, **kw)
+
+    monkeypatch.setattr(stage, "knn_graph", recording)
+    cfg = Config()
+    cfg.knn.index = "ivffs"
+    run = tmp_path / "run"
+    contextsort.run([bbc_news_path()], run, cfg)
+    assert seen == [RowFile]
+    emb = np.load(run / "embeddings.npy")
+    ids, sims, _ = real(emb, k=max(cfg.knn.k, stage.walk_neighbours(cfg)), index="ivffs", seed=1234 + cfg.seed,
+                        nprobe=cfg.knn.nprobe)
+    ids, sims = np.ascontiguousarray(ids[:, : cfg.knn.k]), np.ascontiguousarray(sims[:, : cfg.knn.k])
+    stage.drop_invalid(ids, sims, np.load(run / "embed_valid.npy"))
+    assert np.array_equal(np.load(run / "dedup_ids.npy"), ids)
+    assert np.array_equal(np.load(run / "dedup_sims.npy"), sims)
