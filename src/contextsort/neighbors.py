@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 
+from .rowfile import SLAB_BYTES, RowFile
 from .selfjoin import ivf_gemm_knn
 
 EXACT_MAX_N = 20_000  # flat search up to here; above it IVF (docs/benchmarks.md, "End to end against the raw tokenizer")
@@ -71,6 +72,8 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
 
     n, d = emb.shape
     params: dict = {}
+    if isinstance(emb, RowFile) and kind != "ivffs":
+        emb = emb.read(0, n)  # the other kinds hold every vector anyway
     mid = n <= MID_MAX_N
     if kind == "flat":
         idx = faiss.IndexFlatIP(d)
@@ -87,7 +90,12 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
         m = d // 2 if d % 2 == 0 else d  # 4-bit codes of 2 dimensions each: 64 bytes at d=256
         ntrain = min(n, IVF_TRAIN_PER_LIST * nlist)
         rng = np.random.default_rng(seed)
-        train = np.ascontiguousarray(emb[np.sort(rng.choice(n, ntrain, replace=False))] if ntrain < n else emb, dtype=np.float32)
+        sample = np.sort(rng.choice(n, ntrain, replace=False)) if ntrain < n else None
+        if isinstance(emb, RowFile):
+            train = np.ascontiguousarray(emb.take(sample) if sample is not None else emb.read(0, n), dtype=np.float32)
+        else:
+            train = np.ascontiguousarray(emb[sample] if sample is not None else emb, dtype=np.float32)
+        del sample
         km = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, max_points_per_centroid=IVF_TRAIN_PER_LIST)
         km.train(train)
         quantizer = faiss.IndexFlatIP(d)
@@ -136,8 +144,12 @@ def build_index(emb: np.ndarray, kind: str, seed: int = 1234, nprobe: int | None
         nthreads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
     try:
-        for start in range(0, n, 262_144):
-            idx.add(np.ascontiguousarray(emb[start : start + 262_144], dtype=np.float32))
+        if isinstance(emb, RowFile):
+            for _, rows in emb.slabs(262_144):
+                idx.add(np.ascontiguousarray(rows, dtype=np.float32))
+        else:
+            for start in range(0, n, 262_144):
+                idx.add(np.ascontiguousarray(emb[start : start + 262_144], dtype=np.float32))
     finally:
         if kind == "hnsw":
             faiss.omp_set_num_threads(nthreads)
@@ -154,17 +166,27 @@ def knn_graph(
     progress=None,
     n_queries: int | None = None,
     nlist: int | None = None,
+    rerank_batch: int = 65_536,
 ) -> tuple[np.ndarray, np.ndarray, KnnInfo]:
     """Each document's k most similar other documents.
 
-    emb must be unit-norm rows. k is capped at N-1. `progress(n_done)` is called
-    after each query batch. `n_queries` limits the queries to the first rows (all
-    rows stay searchable): a partition searches its neighbours' documents too.
+    emb must be unit-norm rows, an array or a `rowfile.RowFile`. k is capped at N-1.
+    `progress(n_done)` is called after each query batch. `n_queries` limits the queries
+    to the first rows (all rows stay searchable): a partition searches its neighbours'
+    documents too. A RowFile with index "ivffs" is never mapped: training sample, adds and
+    queries are explicit reads and each `rerank_batch` queries' candidates are re-ranked in
+    one pass of slabs over the file (`rerank_from_file`), so the file stays in the page
+    cache, out of the RSS (docs/benchmarks.md, "Memory at 1M"); same results as the array.
+    Other kinds read a RowFile whole into memory.
     """
     n = emb.shape[0]
+    kind = choose_index(n, index)
+    if isinstance(emb, RowFile) and kind == "ivffs":
+        return knn_graph_from_file(emb, k, seed, nprobe, batch, progress, n_queries, nlist, rerank_batch)
+    if isinstance(emb, RowFile):
+        emb = emb.read(0, n)
     nq = n if n_queries is None else int(n_queries)
     k_eff = max(0, min(k, n - 1))
-    kind = choose_index(n, index)
     ids = np.full((nq, k_eff), -1, dtype=np.int64)
     sims = np.zeros((nq, k_eff), dtype=np.float32)
     if k_eff == 0:
@@ -185,6 +207,140 @@ def knn_graph(
         if progress is not None:
             progress(q.shape[0])
     return ids, sims, KnnInfo(kind, k_eff, n, params)
+
+
+def knn_graph_from_file(
+    rows: RowFile,
+    k: int,
+    seed: int,
+    nprobe: int | None,
+    batch: int,
+    progress,
+    n_queries: int | None,
+    nlist: int | None,
+    rerank_batch: int,
+) -> tuple[np.ndarray, np.ndarray, KnnInfo]:
+    """knn_graph's "ivffs" path over a RowFile (see knn_graph): FAISS searches `batch`
+    queries at a time as from an array (the same candidates), then each `rerank_batch`
+    queries are re-ranked together, one pass over the file each."""
+    n = rows.shape[0]
+    nq = n if n_queries is None else int(n_queries)
+    k_eff = max(0, min(k, n - 1))
+    ids = np.full((nq, k_eff), -1, dtype=np.int64)
+    sims = np.zeros((nq, k_eff), dtype=np.float32)
+    if k_eff == 0:
+        return ids, sims, KnnInfo("ivffs", k_eff, n)
+    idx, params = build_index(rows, "ivffs", seed=seed, nprobe=nprobe, nlist=nlist)
+    kq = k_eff + 1
+    n_cand = max(kq, min(n, FS_CANDIDATES))
+    group = max(batch, rerank_batch // batch * batch)
+    for g0 in range(0, nq, group):
+        q = np.ascontiguousarray(rows.read(g0, min(nq, g0 + group)), dtype=np.float32)
+        cand = np.empty((q.shape[0], n_cand), np.int64)
+        for b0 in range(0, q.shape[0], batch):
+            cand[b0 : b0 + batch] = idx.search(q[b0 : b0 + batch], n_cand)[1]
+        s, i = rerank_from_file(rows, q, cand, kq)
+        del cand
+        m = q.shape[0]
+        _drop_self(i, s, np.arange(g0, g0 + m)[:, None], ids[g0 : g0 + m], sims[g0 : g0 + m])
+        if progress is not None:
+            for b0 in range(0, m, batch):
+                progress(min(batch, m - b0))
+    return ids, sims, KnnInfo("ivffs", k_eff, n, params)
+
+
+def rerank_from_file(rows: RowFile, q: np.ndarray, cand: np.ndarray, k: int, slab_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`rerank_exact` with the candidates' rows read from a RowFile slab by slab (one pass
+    over the file, the slabs shared among numba's number of threads): each candidate's
+    score is computed while its slab is in a buffer, then `rerank_scored` keeps the k best
+    (the same floats and tie rules as `rerank_rows`: bit-identical results)."""
+    nq, nc = cand.shape
+    n = rows.shape[0]
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    scores = np.zeros((nq, nc), np.float32)
+    slab_rows = max(1, slab_rows or SLAB_BYTES // max(1, rows.row_bytes))
+    flat = cand.ravel()
+    pairs = np.flatnonzero(flat >= 0)
+    slab_of = flat[pairs] // slab_rows
+    order = np.argsort(slab_of, kind="stable")
+    pairs, slab_of = pairs[order], slab_of[order]
+    del order
+    n_slabs = -(-n // slab_rows)
+    ptr = np.searchsorted(slab_of, np.arange(n_slabs + 1))
+    del slab_of
+
+    def work(mine: range) -> None:
+        buf = None
+        for s in mine:
+            a, b = ptr[s], ptr[s + 1]
+            if b > a:
+                if buf is None:
+                    buf = np.empty((min(slab_rows, n), rows.shape[1]), rows.dtype)
+                slab = rows.read(s * slab_rows, min(n, (s + 1) * slab_rows), buf)
+                slab_scores(q, np.ascontiguousarray(slab, dtype=np.float32), s * slab_rows, cand, pairs[a:b], scores)
+
+    threads = max(1, min(nb.get_num_threads(), n_slabs))
+    if threads == 1:
+        work(range(n_slabs))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, [range(t, n_slabs, threads) for t in range(threads)]))
+    return rerank_scored(scores, cand, k)
+
+
+@nb.njit(nogil=True, cache=True, fastmath=True)
+def slab_scores(q, slab, s0, cand, pairs, out):
+    """out[r, c] = q[r] . slab[cand[r, c] - s0] for the flat pair indices p = r * nc + c in
+    `pairs`, accumulated in float32 with the loop and flags of `rerank_rows` (same floats).
+    Serial and without the GIL: `rerank_from_file` runs one slab per thread."""
+    nc = cand.shape[1]
+    for u in range(len(pairs)):
+        r = pairs[u] // nc
+        c = pairs[u] - r * nc
+        j = cand[r, c] - s0
+        acc = np.float32(0.0)
+        for t in range(q.shape[1]):
+            acc += q[r, t] * slab[j, t]
+        out[r, c] = acc
+
+
+@nb.njit(cache=True, parallel=True, fastmath=True)
+def rerank_scored(scores, cand, k):
+    """`rerank_rows`' selection over precomputed scores: per query row the k best candidates
+    sorted (ties: lower id; repeats of an id kept once; cand < 0 skipped)."""
+    nq, nc = cand.shape
+    out_s = np.zeros((nq, k), dtype=np.float32)
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    for r in nb.prange(nq):
+        best_s = np.full(k, -np.inf, dtype=np.float32)
+        best_i = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
+        for c in range(nc):
+            j = cand[r, c]
+            if j < 0:
+                continue
+            acc = scores[r, c]
+            if acc < best_s[k - 1] or (acc == best_s[k - 1] and j >= best_i[k - 1]):
+                continue
+            seen = False
+            for t in range(k):
+                if best_i[t] == j:
+                    seen = True
+            if seen:
+                continue
+            pos = k - 1
+            while pos > 0 and (best_s[pos - 1] < acc or (best_s[pos - 1] == acc and best_i[pos - 1] > j)):
+                best_s[pos] = best_s[pos - 1]
+                best_i[pos] = best_i[pos - 1]
+                pos -= 1
+            best_s[pos] = acc
+            best_i[pos] = j
+        for t in range(k):
+            if best_i[t] != np.iinfo(np.int64).max:
+                out_s[r, t] = best_s[t]
+                out_i[r, t] = best_i[t]
+    return out_s, out_i
 
 
 def rerank_exact(emb: np.ndarray, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

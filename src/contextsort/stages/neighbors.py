@@ -11,7 +11,7 @@ import numpy as np
 
 from ..atomic import save_npy
 from ..distributed.partition import PartitionParams, partitioned_graphs
-from ..neighbors import knn_graph
+from ..neighbors import choose_index, knn_graph
 from ..pipeline import RunContext, Stage
 from ..progress import log, progress
 from .embed import embedding_rows, load_embeddings, load_valid
@@ -69,8 +69,12 @@ class NeighborsStage(Stage):
             info = {"index": f"partitioned:{cfg.knn.index}", "k": int(ids.shape[1]), "walk_k": walk_k, **info}
         else:
             with progress(n, "neighbors") as bar:
-                ids, sims, kinfo = knn_graph(np.asarray(emb), k=max(k, walk_k), index=cfg.knn.index, seed=1234 + cfg.seed,
+                # ivffs reads the rows with explicit reads (never maps them: its random re-rank
+                # would make the whole file resident, docs/benchmarks.md "Memory at 1M")
+                rows = embedding_rows(ctx) if choose_index(n, cfg.knn.index) == "ivffs" else np.asarray(emb)
+                ids, sims, kinfo = knn_graph(rows, k=max(k, walk_k), index=cfg.knn.index, seed=1234 + cfg.seed,
                                              nprobe=cfg.knn.nprobe, progress=bar.update)
+                del rows
             info = {"index": kinfo.index, "k": k, "walk_k": walk_k, "params": kinfo.params}
             walk_ids, walk_sims = np.ascontiguousarray(ids[:, :walk_k]), np.ascontiguousarray(sims[:, :walk_k])
             t_ids, t_sims = (walk_ids, walk_sims) if sim.similarity == "dense" else (None, None)
