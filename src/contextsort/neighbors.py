@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 
-from .rowfile import SLAB_BYTES, RowFile
+from .rowfile import SLAB_BYTES, RowFile, for_each_slab
 from .selfjoin import ivf_gemm_knn
 
 EXACT_MAX_N = 20_000  # flat search up to here; above it IVF (docs/benchmarks.md, "End to end against the raw tokenizer")
@@ -269,24 +269,10 @@ def rerank_from_file(rows: RowFile, q: np.ndarray, cand: np.ndarray, k: int, sla
     ptr = np.searchsorted(slab_of, np.arange(n_slabs + 1))
     del slab_of
 
-    def work(mine: range) -> None:
-        buf = None
-        for s in mine:
-            a, b = ptr[s], ptr[s + 1]
-            if b > a:
-                if buf is None:
-                    buf = np.empty((min(slab_rows, n), rows.shape[1]), rows.dtype)
-                slab = rows.read(s * slab_rows, min(n, (s + 1) * slab_rows), buf)
-                slab_scores(q, np.ascontiguousarray(slab, dtype=np.float32), s * slab_rows, cand, pairs[a:b], scores)
+    def visit(s: int, s0: int, slab: np.ndarray) -> None:
+        slab_scores(q, np.ascontiguousarray(slab, dtype=np.float32), s0, cand, pairs[ptr[s]:ptr[s + 1]], scores)
 
-    threads = max(1, min(nb.get_num_threads(), n_slabs))
-    if threads == 1:
-        work(range(n_slabs))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, [range(t, n_slabs, threads) for t in range(threads)]))
+    for_each_slab(rows, slab_rows, ptr[1:] > ptr[:-1], nb.get_num_threads(), visit)
     return rerank_scored(scores, cand, k)
 
 
@@ -306,6 +292,26 @@ def slab_scores(q, slab, s0, cand, pairs, out):
         out[r, c] = acc
 
 
+@nb.njit(cache=True, inline="always")
+def insert_best(best_s, best_i, acc, j):
+    """Put candidate j with score acc into the k best so far (sorted by score, ties to the
+    lower id; an id already there is not added again). Shared by both re-rankers, so their
+    selections cannot drift apart."""
+    k = len(best_s)
+    if acc < best_s[k - 1] or (acc == best_s[k - 1] and j >= best_i[k - 1]):
+        return
+    for t in range(k):
+        if best_i[t] == j:
+            return
+    pos = k - 1
+    while pos > 0 and (best_s[pos - 1] < acc or (best_s[pos - 1] == acc and best_i[pos - 1] > j)):
+        best_s[pos] = best_s[pos - 1]
+        best_i[pos] = best_i[pos - 1]
+        pos -= 1
+    best_s[pos] = acc
+    best_i[pos] = j
+
+
 @nb.njit(cache=True, parallel=True, fastmath=True)
 def rerank_scored(scores, cand, k):
     """`rerank_rows`' selection over precomputed scores: per query row the k best candidates
@@ -321,21 +327,7 @@ def rerank_scored(scores, cand, k):
             if j < 0:
                 continue
             acc = scores[r, c]
-            if acc < best_s[k - 1] or (acc == best_s[k - 1] and j >= best_i[k - 1]):
-                continue
-            seen = False
-            for t in range(k):
-                if best_i[t] == j:
-                    seen = True
-            if seen:
-                continue
-            pos = k - 1
-            while pos > 0 and (best_s[pos - 1] < acc or (best_s[pos - 1] == acc and best_i[pos - 1] > j)):
-                best_s[pos] = best_s[pos - 1]
-                best_i[pos] = best_i[pos - 1]
-                pos -= 1
-            best_s[pos] = acc
-            best_i[pos] = j
+            insert_best(best_s, best_i, acc, j)
         for t in range(k):
             if best_i[t] != np.iinfo(np.int64).max:
                 out_s[r, t] = best_s[t]
@@ -370,21 +362,7 @@ def rerank_rows(emb, q, cand, k):
             acc = np.float32(0.0)
             for t in range(q.shape[1]):
                 acc += q[r, t] * emb[j, t]
-            if acc < best_s[k - 1] or (acc == best_s[k - 1] and j >= best_i[k - 1]):
-                continue
-            seen = False
-            for t in range(k):
-                if best_i[t] == j:
-                    seen = True
-            if seen:
-                continue
-            pos = k - 1
-            while pos > 0 and (best_s[pos - 1] < acc or (best_s[pos - 1] == acc and best_i[pos - 1] > j)):
-                best_s[pos] = best_s[pos - 1]
-                best_i[pos] = best_i[pos - 1]
-                pos -= 1
-            best_s[pos] = acc
-            best_i[pos] = j
+            insert_best(best_s, best_i, acc, j)
         for t in range(k):
             if best_i[t] != np.iinfo(np.int64).max:
                 out_s[r, t] = best_s[t]

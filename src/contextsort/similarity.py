@@ -40,7 +40,7 @@ from typing import Iterable, Sequence
 import numba as nb
 import numpy as np
 
-from .rowfile import SLAB_BYTES, RowFile, row_source
+from .rowfile import SLAB_BYTES, RowFile, for_each_slab, row_source
 
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
@@ -907,28 +907,10 @@ def candidate_dots(emb, cand: np.ndarray, first: int, slab_rows: int | None = No
     _group_by_slab(cand, keep, slab_rows, n_slabs, ptr, pairs)
     del keep
 
-    def work(mine: range) -> None:
-        # each thread reads its own slabs into its own buffer; pairs of different slabs write
-        # different entries of dots. (Threads, not a numba parallel loop per slab: on a loaded
-        # machine every parallel region waits for all its threads, ~10 ms each, 1,000 slabs at 1M.)
-        buf = None
-        for k in mine:
-            a, b = ptr[k], ptr[k + 1]
-            if b > a:
-                s0 = k * slab_rows
-                if buf is None and isinstance(src, RowFile):
-                    buf = np.empty((min(slab_rows, n), src.shape[1]), src.dtype)
-                rows = src.read(s0, min(n, s0 + slab_rows), buf)
-                _slab_dots(queries, as_f32(rows), s0, cand, pairs[a:b], dots)
+    def visit(k: int, s0: int, rows: np.ndarray) -> None:  # pairs of different slabs write different entries
+        _slab_dots(queries, as_f32(rows), s0, cand, pairs[ptr[k]:ptr[k + 1]], dots)
 
-    threads = max(1, min(nb.get_num_threads(), n_slabs))
-    if threads == 1:
-        work(range(n_slabs))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, [range(t, n_slabs, threads) for t in range(threads)]))
+    for_each_slab(src, slab_rows, ptr[1:] > ptr[:-1], nb.get_num_threads(), visit)
     return dots
 
 
