@@ -92,3 +92,33 @@ def test_beats_random_on_path_weight():
     greedy = path_weight(g, paper_order(g))["sum"]
     rand = path_weight(g, compute_order("random", g, seed=0))["sum"]
     assert greedy > 5 * rand
+
+
+def reference_graph(ids, sims):
+    """The graph's definition in plain Python: edge {a, b} if either lists the other, weight the
+    largest listed similarity; each row by decreasing weight, ties to the lower id."""
+    best: dict[tuple[int, int], float] = {}
+    for a in range(ids.shape[0]):
+        for b, w in zip(ids[a].tolist(), sims[a].tolist()):
+            if b < 0 or b == a:
+                continue
+            for key in ((a, b), (b, a)):
+                best[key] = max(best.get(key, -np.inf), w)
+    rows = [sorted(((b, w) for (a2, b), w in best.items() if a2 == a), key=lambda bw: (-bw[1], bw[0]))
+            for a in range(ids.shape[0])]
+    return rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 90), st.integers(1, 70), st.integers(0, 2**32 - 1))
+def test_graph_equals_its_definition(n, k, seed):
+    # few distinct weights (ties), negative ones, -0.0; k up to 70 gives rows past the short-row sort
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(-1, n, (n, k))
+    sims = rng.choice(np.array([-0.5, -0.0, 0.0, 0.25, 0.5, 0.75], dtype=np.float32), (n, k))
+    g = graph_from_knn(ids, sims)
+    for a, row in enumerate(reference_graph(ids, sims)):
+        got_ids = g.indices[g.indptr[a] : g.indptr[a + 1]].tolist()
+        got_w = g.weights[g.indptr[a] : g.indptr[a + 1]].tolist()
+        assert got_ids == [b for b, _ in row]
+        assert got_w == [w for _, w in row]

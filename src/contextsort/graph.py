@@ -33,6 +33,47 @@ class Graph:
 
 
 @nb.njit(cache=True)
+def sort_keys(keys):
+    """Sort uint64 keys in place: insertion sort for a short row (most rows hold about k to
+    2k entries), heapsort for a long one. Hand-written because numba's generic sorts take
+    seconds to compile on a first run, and equal keys are equal values, so stability is moot."""
+    n = len(keys)
+    if n <= 48:
+        for a in range(1, n):
+            x = keys[a]
+            b = a - 1
+            while b >= 0 and keys[b] > x:
+                keys[b + 1] = keys[b]
+                b -= 1
+            keys[b + 1] = x
+        return
+    for start in range(n // 2 - 1, -1, -1):
+        sift_down(keys, start, n)
+    for end in range(n - 1, 0, -1):
+        x = keys[0]
+        keys[0] = keys[end]
+        keys[end] = x
+        sift_down(keys, 0, end)
+
+
+@nb.njit(cache=True, inline="always")
+def sift_down(keys, root, end):
+    """Restore the max-heap below `root` in keys[:end]."""
+    x = keys[root]
+    while True:
+        child = 2 * root + 1
+        if child >= end:
+            break
+        if child + 1 < end and keys[child + 1] > keys[child]:
+            child += 1
+        if keys[child] <= x:
+            break
+        keys[root] = keys[child]
+        root = child
+    keys[root] = x
+
+
+@nb.njit(cache=True)
 def _symmetrize(ids, sims, n):
     k = ids.shape[1]
     # Collect directed edges both ways, then sort by (src, -w, dst) and dedupe.
@@ -71,38 +112,47 @@ def _symmetrize(ids, sims, n):
         d2[pos[s]] = dst[e]
         w2[pos[s]] = w[e]
         pos[s] += 1
-    # per row: sort by dst, dedupe (keep max weight), then sort by -w
+    # per row: sort by dst, dedupe (keep max weight), then sort by -w (ties: lower id). Both are
+    # sorts of packed uint64 keys whose order is that total order: a plain in-place sort of
+    # one key type compiles in a fraction of the time of numba's stable argsort (first run)
+    wk = w2.view(np.uint32)  # the weights' bits, turned in place into order-preserving keys
+    for e in range(2 * m):
+        if w2[e] == 0.0:
+            w2[e] = 0.0  # -0.0 ties with 0.0, as in a comparison of floats
+        wk[e] = wk[e] ^ np.uint32(0x80000000) if wk[e] < np.uint32(0x80000000) else ~wk[e]
+    max_deg = 0
+    for i in range(n):
+        max_deg = max(max_deg, counts[i + 1] - counts[i])
+    buf = np.empty(max_deg, np.uint64)
+    low = np.uint64(0xFFFFFFFF)
+    high = np.uint64(32)
     indptr = np.zeros(n + 1, np.int64)
     out_d = np.empty(2 * m, np.int32)
-    out_w = np.empty(2 * m, np.float32)
+    out_k = np.empty(2 * m, np.uint32)
     q = 0
     for i in range(n):
         a, b = counts[i], counts[i + 1]
         if b > a:
-            row_d = d2[a:b]
-            row_w = w2[a:b]
-            o = np.argsort(row_d, kind="mergesort")
-            start = q
-            prev = -1
-            for t in range(b - a):
-                dd = row_d[o[t]]
-                ww = row_w[o[t]]
-                if dd == prev:
-                    if ww > out_w[q - 1]:
-                        out_w[q - 1] = ww
-                else:
-                    out_d[q] = dd
-                    out_w[q] = ww
-                    q += 1
-                    prev = dd
-            # sort this row by decreasing weight, stable on ascending id
-            seg_w = -out_w[start:q]
-            o2 = np.argsort(seg_w, kind="mergesort")
-            tmp_d = out_d[start:q][o2].copy()
-            tmp_w = out_w[start:q][o2].copy()
-            out_d[start:q] = tmp_d
-            out_w[start:q] = tmp_w
+            row = buf[: b - a]
+            for e in range(a, b):  # (dst, weight key): equal dst adjacent, the heaviest last
+                row[e - a] = (np.uint64(d2[e]) << high) | np.uint64(wk[e])
+            sort_keys(row)
+            c = 0
+            for t in range(b - a):  # the last of each dst run, re-keyed as (weight descending, dst)
+                if t + 1 < b - a and (row[t + 1] >> high) == (row[t] >> high):
+                    continue
+                row[c] = ((low - (row[t] & low)) << high) | (row[t] >> high)
+                c += 1
+            seg = row[:c]
+            sort_keys(seg)
+            for t in range(c):
+                out_d[q] = np.int32(seg[t] & low)
+                out_k[q] = np.uint32(low - (seg[t] >> high))
+                q += 1
         indptr[i + 1] = q
+    for e in range(q):  # keys back to the weights' bits
+        out_k[e] = out_k[e] ^ np.uint32(0x80000000) if out_k[e] >= np.uint32(0x80000000) else ~out_k[e]
+    out_w = out_k.view(np.float32)
     return indptr, out_d[:q].copy(), out_w[:q].copy()
 
 

@@ -743,6 +743,7 @@ def _rescore_rows(r0, r1, first, cand, has_dense, dots, has_lex, indptr, indices
     buf_s = np.empty(m, np.float64)
     buf_d = np.empty(m, np.float64)
     buf_l = np.empty(m, np.float64)
+    chosen = np.empty(kk, np.int64)
     for i in range(r0, r1):
         doc = first + i
         if has_lex:  # the document's lexical row, scattered once for all its candidates
@@ -772,18 +773,25 @@ def _rescore_rows(r0, r1, first, cand, has_dense, dots, has_lex, indptr, indices
                 s += (1.0 - w_dense) * (ll - lo_l) / sc_l
             buf_s[c] = s
             c += 1
-        # order: decreasing score, then increasing id (deterministic)
-        idx = np.argsort(-buf_s[:c], kind="mergesort")
-        # stable argsort on score; fix ties by id with an insertion pass
-        for a in range(1, c):
-            x = idx[a]
-            b = a - 1
-            while b >= 0 and buf_s[idx[b]] == buf_s[x] and buf_i[idx[b]] > buf_i[x]:
-                idx[b + 1] = idx[b]
-                b -= 1
-            idx[b + 1] = x
+        # the best `take` by decreasing score, then increasing id (deterministic), by insertion:
+        # no sort of all c candidates (and none of numba's sorts, slow to compile on a first run)
         take = min(kk, c)
-        chosen = idx[:take].copy()
+        filled = 0
+        for u in range(c if take > 0 else 0):
+            su = buf_s[u]
+            iu = buf_i[u]
+            if filled == take:
+                last = chosen[take - 1]
+                if su < buf_s[last] or (su == buf_s[last] and iu > buf_i[last]):
+                    continue
+                pos = take - 1
+            else:
+                pos = filled
+                filled += 1
+            while pos > 0 and (buf_s[chosen[pos - 1]] < su or (buf_s[chosen[pos - 1]] == su and buf_i[chosen[pos - 1]] > iu)):
+                chosen[pos] = chosen[pos - 1]
+                pos -= 1
+            chosen[pos] = u
         if reserve and c > take:
             # each signal's best candidate (ties: lower id) must be kept
             bd = -1

@@ -166,8 +166,8 @@ def xxh64_merge(acc, val):
 
 
 @nb.njit(cache=True)
-def xxh64(b, n):
-    """XXH64 (seed 0) of b[:n]."""
+def xxh64(b, s, n):
+    """XXH64 (seed 0) of b[s:s + n] (one signature for every caller: one compilation)."""
     i = 0
     if n >= 32:
         v1 = P1 + P2
@@ -175,10 +175,10 @@ def xxh64(b, n):
         v3 = np.uint64(0)
         v4 = np.uint64(0) - P1
         while i + 32 <= n:
-            v1 = xxh64_round(v1, read64(b, i))
-            v2 = xxh64_round(v2, read64(b, i + 8))
-            v3 = xxh64_round(v3, read64(b, i + 16))
-            v4 = xxh64_round(v4, read64(b, i + 24))
+            v1 = xxh64_round(v1, read64(b, s + i))
+            v2 = xxh64_round(v2, read64(b, s + i + 8))
+            v3 = xxh64_round(v3, read64(b, s + i + 16))
+            v4 = xxh64_round(v4, read64(b, s + i + 24))
             i += 32
         h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18)
         h = xxh64_merge(h, v1)
@@ -189,15 +189,15 @@ def xxh64(b, n):
         h = P5
     h += np.uint64(n)
     while i + 8 <= n:
-        h ^= xxh64_round(np.uint64(0), read64(b, i))
+        h ^= xxh64_round(np.uint64(0), read64(b, s + i))
         h = rotl(h, 27) * P1 + P4
         i += 8
     if i + 4 <= n:
-        h ^= read32(b, i) * P1
+        h ^= read32(b, s + i) * P1
         h = rotl(h, 23) * P2 + P3
         i += 4
     while i < n:
-        h ^= np.uint64(b[i]) * P5
+        h ^= np.uint64(b[s + i]) * P5
         h = rotl(h, 11) * P1
         i += 1
     h ^= h >> np.uint64(33)
@@ -328,7 +328,7 @@ def hash_texts(data, offsets, ascii_key, lower, props, sigma_ready):
                 p = encode_at(buf, p, lower[c])
         if p > 0 and buf[p - 1] == 32 and after_space:
             p -= 1
-        out[k] = xxh64(buf, p)
+        out[k] = xxh64(buf, 0, p)
     return out, 0
 
 
@@ -338,13 +338,15 @@ def hash_slices(data, offsets):
     n = len(offsets) - 1
     out = np.empty(n, dtype=np.uint64)
     for k in range(n):
-        out[k] = xxh64(data[offsets[k]:offsets[k + 1]], offsets[k + 1] - offsets[k])
+        out[k] = xxh64(data, offsets[k], offsets[k + 1] - offsets[k])
     return out
 
 
 def bytes_hashes(data, offsets: np.ndarray) -> np.ndarray:
     """uint64 XXH64 (seed 0) of each byte string in `data` cut at `offsets` (N+1), e.g. id keys."""
     buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+    if not buf.flags.writeable:  # the key kernel's buffer type: `xxh64` is compiled once, not per type
+        buf = buf.copy()
     return hash_slices(buf, np.asarray(offsets, dtype=np.int64))
 
 
