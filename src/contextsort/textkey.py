@@ -328,7 +328,7 @@ def hash_texts(data, offsets, ascii_key, lower, props, sigma_ready):
                 p = encode_at(buf, p, lower[c])
         if p > 0 and buf[p - 1] == 32 and after_space:
             p -= 1
-        out[k] = xxh64(buf, 0, p)
+        out[k] = xxh64(buf, np.int64(0), p)  # not the literal 0: that would be a second signature
     return out, 0
 
 

@@ -54,17 +54,59 @@ def warmup_corpus(path: Path) -> None:
         fh.write(json.dumps({"id": "dup2", "text": " ".join(topics["alpha"]), "label": "alpha"}) + "\n")
 
 
+def compile_signal_kernels(tmp: Path) -> None:
+    """Compile the hybrid signal's kNN, scales and rescoring (the longest compile of a first run)
+    straight from tiny arrays of the types the neighbors stage passes: unit-norm float32 CSR
+    term vectors built by the same functions, the embeddings as a `RowFile`, the dense walk
+    lists as C-order int64 / float32, the default options. The run itself then compiles only
+    the term counting before it. Both the exact and the pruned lexical kNN are compiled."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from .atomic import save_npy
+    from .config import Config
+    from .rowfile import RowFile
+    from .similarity import LEXICAL_MAX_DF, N_FEATURES, LexicalModel, drop_common_terms, lexical_knn, similarity_graph
+    from .stages.neighbors import walk_neighbours
+
+    cfg = Config().similarity
+    k = walk_neighbours(Config())
+    rng = np.random.default_rng(0)
+    n, dim, terms = 64, 8, 12
+    emb = rng.standard_normal((n, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    save_npy(tmp / "embeddings.npy", emb)
+    cols = np.sort(rng.choice(N_FEATURES, terms * 2, replace=False)).astype(np.int32)
+    indices = np.concatenate([np.sort(rng.choice(cols, terms, replace=False)) for _ in range(n)]).astype(np.int32)
+    indptr = np.arange(0, n * terms + 1, terms, dtype=np.int64)
+    counts = sp.csr_matrix((np.ones(n * terms, np.float32), indices, indptr), shape=(n, N_FEATURES))
+    counts.has_sorted_indices = True
+    x = LexicalModel.fit(drop_common_terms(counts, LEXICAL_MAX_DF, copy=False), cfg.lexical).transform(counts, copy=False)
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -np.inf)
+    ids = np.ascontiguousarray(np.argsort(-sims, axis=1, kind="stable")[:, :k], dtype=np.int64)
+    top = np.ascontiguousarray(np.take_along_axis(sims, ids, axis=1), dtype=np.float32)
+    lexical_knn(x, k, method="pruned")
+    similarity_graph(cfg.similarity, RowFile(tmp / "embeddings.npy"), None, k, weighting=cfg.lexical,
+                     weight=cfg.hybrid_weight, lexical_method=cfg.lexical_method, dense_knn=(ids, top),
+                     lexical=x, overwrite_dense=True)
+
+
 def compile_hot_loops(late_only: bool = False) -> float:
     """Run the default pipeline on a tiny corpus; return seconds.
 
-    `late_only` skips what a real run compiles in its first minute anyway (the wordllama pooling
-    and the lexical signal), so that a warm-up started beside a first run compiles the stages the
-    run reaches last (graph, dedup, order, metrics, packing) while the run does the rest.
+    `late_only` is for a warm-up beside a first run: it compiles the hybrid signal's kernels
+    first (`compile_signal_kernels`, which the run reaches after ingest, tokenize and embed),
+    then the stages the run reaches last (graph, dedup, order, metrics, write) through a
+    pipeline without the wordllama pooling and the lexical signal, while the run compiles
+    its own first stages.
     """
     from .api import run
 
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="contextsort-warmup-") as tmp:
+        if late_only:
+            compile_signal_kernels(Path(tmp))
         corpus = Path(tmp) / "warmup.jsonl"
         warmup_corpus(corpus)
         options = {"embedder": "tfidf:16", "similarity": "dense"} if late_only else {}
