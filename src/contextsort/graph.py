@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from .sorting import sort_inplace
+
 
 @dataclass
 class Graph:
@@ -30,47 +32,6 @@ class Graph:
     @property
     def n_edges(self) -> int:
         return len(self.indices) // 2
-
-
-@nb.njit(cache=True)
-def sort_keys(keys):
-    """Sort uint64 keys in place: insertion sort for a short row (most rows hold about k to
-    2k entries), heapsort for a long one. Hand-written because numba's generic sorts take
-    seconds to compile on a first run, and equal keys are equal values, so stability is moot."""
-    n = len(keys)
-    if n <= 48:
-        for a in range(1, n):
-            x = keys[a]
-            b = a - 1
-            while b >= 0 and keys[b] > x:
-                keys[b + 1] = keys[b]
-                b -= 1
-            keys[b + 1] = x
-        return
-    for start in range(n // 2 - 1, -1, -1):
-        sift_down(keys, start, n)
-    for end in range(n - 1, 0, -1):
-        x = keys[0]
-        keys[0] = keys[end]
-        keys[end] = x
-        sift_down(keys, 0, end)
-
-
-@nb.njit(cache=True, inline="always")
-def sift_down(keys, root, end):
-    """Restore the max-heap below `root` in keys[:end]."""
-    x = keys[root]
-    while True:
-        child = 2 * root + 1
-        if child >= end:
-            break
-        if child + 1 < end and keys[child + 1] > keys[child]:
-            child += 1
-        if keys[child] <= x:
-            break
-        keys[root] = keys[child]
-        root = child
-    keys[root] = x
 
 
 @nb.njit(cache=True)
@@ -114,7 +75,7 @@ def _symmetrize(ids, sims, n):
         pos[s] += 1
     # per row: sort by dst, dedupe (keep max weight), then sort by -w (ties: lower id). Both are
     # sorts of packed uint64 keys whose order is that total order: a plain in-place sort of
-    # one key type compiles in a fraction of the time of numba's stable argsort (first run)
+    # one key type (`sorting.sort_inplace`) compiles in a fraction of numba's stable argsort's time
     wk = w2.view(np.uint32)  # the weights' bits, turned in place into order-preserving keys
     for e in range(2 * m):
         if w2[e] == 0.0:
@@ -136,7 +97,7 @@ def _symmetrize(ids, sims, n):
             row = buf[: b - a]
             for e in range(a, b):  # (dst, weight key): equal dst adjacent, the heaviest last
                 row[e - a] = (np.uint64(d2[e]) << high) | np.uint64(wk[e])
-            sort_keys(row)
+            sort_inplace(row)
             c = 0
             for t in range(b - a):  # the last of each dst run, re-keyed as (weight descending, dst)
                 if t + 1 < b - a and (row[t + 1] >> high) == (row[t] >> high):
@@ -144,7 +105,7 @@ def _symmetrize(ids, sims, n):
                 row[c] = ((low - (row[t] & low)) << high) | (row[t] >> high)
                 c += 1
             seg = row[:c]
-            sort_keys(seg)
+            sort_inplace(seg)
             for t in range(c):
                 out_d[q] = np.int32(seg[t] & low)
                 out_k[q] = np.uint32(low - (seg[t] >> high))

@@ -41,6 +41,7 @@ import numba as nb
 import numpy as np
 
 from .rowfile import SLAB_BYTES, RowFile, for_each_slab, row_source
+from .sorting import sort_inplace
 
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
@@ -144,7 +145,8 @@ def _id_features(tokens, a, n, bigrams, n_uni, n_features, buf):
 @nb.njit(cache=True)
 def _distinct(values):
     """Number of distinct values (the nonzeros a document's feature list gives)."""
-    f = np.sort(values)
+    f = values.copy()
+    sort_inplace(f)
     u = 0
     for e in range(len(f)):
         if e == 0 or f[e] != f[e - 1]:
@@ -163,7 +165,8 @@ def _count_nnz(tokens, start, length, bigrams, n_uni, n_features, nnz):
 @nb.njit(cache=True)
 def _put_counts(features, first, indices, data):
     """A document's features (any order, repeats) as sorted distinct (feature, count) CSR entries from `first`."""
-    f = np.sort(features)
+    f = features.copy()
+    sort_inplace(f)
     o = first - 1
     for e in range(len(f)):
         if e == 0 or f[e] != f[e - 1]:
