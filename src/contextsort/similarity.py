@@ -146,7 +146,7 @@ def _id_features(tokens, a, n, bigrams, n_uni, n_features, buf):
 def _distinct(values):
     """Number of distinct values (the nonzeros a document's feature list gives)."""
     f = values.copy()
-    sort_inplace(f)
+    sort_inplace(f.view(np.uint64))  # feature ids are >= 0: the graph's key type, one compilation
     u = 0
     for e in range(len(f)):
         if e == 0 or f[e] != f[e - 1]:
@@ -166,7 +166,7 @@ def _count_nnz(tokens, start, length, bigrams, n_uni, n_features, nnz):
 def _put_counts(features, first, indices, data):
     """A document's features (any order, repeats) as sorted distinct (feature, count) CSR entries from `first`."""
     f = features.copy()
-    sort_inplace(f)
+    sort_inplace(f.view(np.uint64))  # feature ids are >= 0: the graph's key type, one compilation
     o = first - 1
     for e in range(len(f)):
         if e == 0 or f[e] != f[e - 1]:
