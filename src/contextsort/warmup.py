@@ -1,14 +1,15 @@
 """Fill numba's on-disk cache before a person's first real run.
 
 Every hot loop is `@njit(cache=True)`, so only the first run on a fresh install pays for
-compilation (15-30 s on 2 cores; the demo itself takes about 5 s). `compile_hot_loops()`
+compilation (about 30 s of CPU; the demo itself takes about 5 s). `compile_hot_loops()`
 runs the default pipeline on a tiny generated corpus, which compiles and caches exactly
 the functions, with exactly the argument types, that a default run uses.
 `start_background()` starts, beside a run on a cold cache, a second process that compiles
-the late stages while the run compiles the early ones (docs/benchmarks.md "First run");
-a marker file stops it once the source tree is warm. `python -m contextsort.warmup` does
-the whole warm-up in the foreground (for example right after `pip install`).
-"""
+what the run reaches last (the hybrid signal's kernels, then the graph, order and metrics,
+straight from tiny arrays of the stages' types; with 4 or more cores the signal's kernels in a
+third process) while the run compiles its first stages (docs/benchmarks.md "First run"); a
+marker file stops it once the source tree is warm. `python -m contextsort.warmup` does the
+whole warm-up in the foreground (for example right after `pip install`)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,28 @@ def warmup_corpus(path: Path) -> None:
         fh.write(json.dumps({"id": "dup2", "text": " ".join(topics["alpha"]), "label": "alpha"}) + "\n")
 
 
+def tiny_run_arrays(tmp: Path):
+    """(embeddings as a `RowFile` of tmp/embeddings.npy, walk lists ids int64 / sims float32
+    [n, walk_k] in C order, as the stages hold them): unit vectors and their exact kNN."""
+    import numpy as np
+
+    from .atomic import save_npy
+    from .config import Config
+    from .rowfile import RowFile
+    from .stages.neighbors import walk_neighbours
+
+    rng = np.random.default_rng(0)
+    n, dim, k = 64, 8, walk_neighbours(Config())
+    emb = rng.standard_normal((n, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    save_npy(tmp / "embeddings.npy", emb)
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -np.inf)
+    ids = np.ascontiguousarray(np.argsort(-sims, axis=1, kind="stable")[:, :k], dtype=np.int64)
+    top = np.ascontiguousarray(np.take_along_axis(sims, ids, axis=1), dtype=np.float32)
+    return RowFile(tmp / "embeddings.npy"), ids, top
+
+
 def compile_signal_kernels(tmp: Path) -> None:
     """Compile the hybrid signal's kNN, scales and rescoring (the longest compile of a first run)
     straight from tiny arrays of the types the neighbors stage passes: unit-norm float32 CSR
@@ -63,50 +86,70 @@ def compile_signal_kernels(tmp: Path) -> None:
     import numpy as np
     import scipy.sparse as sp
 
-    from .atomic import save_npy
     from .config import Config
-    from .rowfile import RowFile
     from .similarity import LEXICAL_MAX_DF, N_FEATURES, LexicalModel, drop_common_terms, lexical_knn, similarity_graph
-    from .stages.neighbors import walk_neighbours
 
     cfg = Config().similarity
-    k = walk_neighbours(Config())
-    rng = np.random.default_rng(0)
-    n, dim, terms = 64, 8, 12
-    emb = rng.standard_normal((n, dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    save_npy(tmp / "embeddings.npy", emb)
+    rows, ids, top = tiny_run_arrays(tmp)
+    n, k, terms = ids.shape[0], ids.shape[1], 12
+    rng = np.random.default_rng(1)
     cols = np.sort(rng.choice(N_FEATURES, terms * 2, replace=False)).astype(np.int32)
     indices = np.concatenate([np.sort(rng.choice(cols, terms, replace=False)) for _ in range(n)]).astype(np.int32)
     indptr = np.arange(0, n * terms + 1, terms, dtype=np.int64)
     counts = sp.csr_matrix((np.ones(n * terms, np.float32), indices, indptr), shape=(n, N_FEATURES))
     counts.has_sorted_indices = True
     x = LexicalModel.fit(drop_common_terms(counts, LEXICAL_MAX_DF, copy=False), cfg.lexical).transform(counts, copy=False)
-    sims = emb @ emb.T
-    np.fill_diagonal(sims, -np.inf)
-    ids = np.ascontiguousarray(np.argsort(-sims, axis=1, kind="stable")[:, :k], dtype=np.int64)
-    top = np.ascontiguousarray(np.take_along_axis(sims, ids, axis=1), dtype=np.float32)
     lexical_knn(x, k, method="pruned")
-    similarity_graph(cfg.similarity, RowFile(tmp / "embeddings.npy"), None, k, weighting=cfg.lexical,
-                     weight=cfg.hybrid_weight, lexical_method=cfg.lexical_method, dense_knn=(ids, top),
-                     lexical=x, overwrite_dense=True)
+    similarity_graph(cfg.similarity, rows, None, k, weighting=cfg.lexical, weight=cfg.hybrid_weight,
+                     lexical_method=cfg.lexical_method, dense_knn=(ids, top), lexical=x, overwrite_dense=True)
 
 
-def compile_hot_loops(late_only: bool = False) -> float:
+def compile_order_and_metrics(tmp: Path) -> None:
+    """Compile the graph, the default order and the metrics (the run's last stages) from tiny
+    arrays of the types those stages pass: the kNN lists saved and mapped read-only, restricted
+    to the kept documents, the order as int64, the embeddings as a `RowFile`."""
+    import numpy as np
+
+    from .atomic import save_npy
+    from .config import Config
+    from .graph import graph_from_knn, restrict_knn
+    from .metrics import adjacent_similarities_along, path_bound, path_bound_two_best, path_weight
+    from .order import compute_order
+
+    oc = Config().order
+    rows, ids, top = tiny_run_arrays(tmp)
+    save_npy(tmp / "knn_ids.npy", ids)
+    save_npy(tmp / "knn_sims.npy", top)
+    dup_of = np.full(len(ids), -1, dtype=np.int64)
+    k_ids, k_sims = restrict_knn(np.load(tmp / "knn_ids.npy", mmap_mode="r"), np.load(tmp / "knn_sims.npy", mmap_mode="r"),
+                                 dup_of, dup_of < 0)
+    graph = graph_from_knn(k_ids, k_sims)
+    order = compute_order(oc.algorithm, graph, seed=0, knn_ids=k_ids, emb=None, clusters=oc.clusters,
+                          neighbors=oc.knn_neighbors).astype(np.int64)
+    adjacent_similarities_along(rows, order)
+    pw = path_weight(graph, order)
+    path_bound(graph, target=pw["sum"])
+    path_bound_two_best(graph)
+
+
+PARTS = {"signal": compile_signal_kernels, "order": compile_order_and_metrics}
+
+
+def compile_hot_loops(late_only: bool = False, parts: tuple[str, ...] = ("signal", "order")) -> float:
     """Run the default pipeline on a tiny corpus; return seconds.
 
-    `late_only` is for a warm-up beside a first run: it compiles the hybrid signal's kernels
-    first (`compile_signal_kernels`, which the run reaches after ingest, tokenize and embed),
-    then the stages the run reaches last (graph, dedup, order, metrics, write) through a
-    pipeline without the wordllama pooling and the lexical signal, while the run compiles
-    its own first stages.
+    `late_only` is for a warm-up beside a first run: it first compiles `parts` straight from
+    tiny arrays (the hybrid signal's kernels, then the graph, order and metrics: what the run
+    reaches after its own ingest, tokenize, embed and term counting), then the rest of the late
+    stages (dedup, write) through a pipeline without the wordllama pooling and the lexical signal.
     """
     from .api import run
 
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="contextsort-warmup-") as tmp:
         if late_only:
-            compile_signal_kernels(Path(tmp))
+            for part in parts:
+                PARTS[part](Path(tmp))
         corpus = Path(tmp) / "warmup.jsonl"
         warmup_corpus(corpus)
         options = {"embedder": "tfidf:16", "similarity": "dense"} if late_only else {}
@@ -159,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m contextsort.warmup", description="compile and cache numba's hot loops")
     p.add_argument("--late", action="store_true", help="only the stages a run reaches last (used beside a first run)")
     p.add_argument("--lock", help=argparse.SUPPRESS)
+    p.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)  # one group only, in a second process
     a = p.parse_args(argv)
     fd = None
     if a.lock:  # held while compiling, so that a second first run does not start another warm-up
@@ -167,7 +211,17 @@ def main(argv: list[str] | None = None) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return 0
-    secs = compile_hot_loops(late_only=a.late)
+    if a.part:  # one group, in the second process of a split warm-up (the first marks the tree warm)
+        with tempfile.TemporaryDirectory(prefix="contextsort-warmup-") as tmp:
+            PARTS[a.part](Path(tmp))
+        return 0
+    helper = None
+    if a.late and (os.cpu_count() or 1) >= 4:  # cores for the run and two warm-ups: the signal's kernels in a second one
+        helper = subprocess.Popen([sys.executable, "-m", "contextsort.warmup", "--part", "signal"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    secs = compile_hot_loops(late_only=a.late, parts=("order",) if helper else ("signal", "order"))
+    if helper is not None:
+        helper.wait()
     mark_warm()  # after --late too: the run beside it caches the early stages itself
     print(f"contextsort: numba cache warmed in {secs:.1f}s", file=sys.stderr)
     return 0
