@@ -219,17 +219,38 @@ JSON_ESCAPE_CHAR = np.array([ord(JSON_SHORT_ESCAPES.get(b, "u")) for b in range(
 HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
-@nb.njit(cache=True)
+ESCAPE_CHUNK = 32  # bytes checked at once for anything to escape
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def needs_escape(src, start, stop):
+    """Non-zero when src[start:stop] holds a byte JSON escapes (a control byte, '"', '\\'): a loop that vectorises."""
+    found = np.uint8(0)
+    for i in range(start, stop):
+        b = src[i]
+        found |= np.uint8(b < np.uint8(32)) | np.uint8(b == np.uint8(34)) | np.uint8(b == np.uint8(92))
+    return found
+
+
+@nb.njit(cache=True, nogil=True)
 def json_escape(data, offsets, valid, length, char, hexdigits):
-    """(bytes, offsets) of each UTF-8 value as a quoted JSON string; `null` where not valid."""
+    """(bytes, offsets) of each UTF-8 value as a quoted JSON string; `null` where not valid.
+
+    Values are taken ESCAPE_CHUNK bytes at a time: a chunk with nothing to escape (most)
+    is copied whole, the others byte by byte.
+    """
     n = len(offsets) - 1
     out_off = np.zeros(n + 1, dtype=np.int64)
     for k in range(n):
         size = 4
         if valid[k]:
-            size = 2
-            for i in range(offsets[k], offsets[k + 1]):
-                size += length[data[i]]
+            src = data[offsets[k]:offsets[k + 1]]
+            size = 2 + len(src)
+            for i in range(0, len(src), ESCAPE_CHUNK):
+                stop = min(i + ESCAPE_CHUNK, len(src))
+                if needs_escape(src, i, stop):
+                    for j in range(i, stop):
+                        size += length[src[j]] - 1
         out_off[k + 1] = out_off[k] + size
     out = np.empty(out_off[n], dtype=np.uint8)
     for k in range(n):
@@ -237,20 +258,31 @@ def json_escape(data, offsets, valid, length, char, hexdigits):
         if not valid[k]:
             out[p], out[p + 1], out[p + 2], out[p + 3] = 110, 117, 108, 108  # null
             continue
+        src = data[offsets[k]:offsets[k + 1]]
         out[p] = 34
         p += 1
-        for i in range(offsets[k], offsets[k + 1]):
-            b = data[i]
-            m = length[b]
-            if m == 1:
-                out[p] = b
-                p += 1
+        if out_off[k + 1] - out_off[k] == len(src) + 2:  # nothing to escape
+            out[p:p + len(src)] = src
+            out[p + len(src)] = 34
+            continue
+        for i in range(0, len(src), ESCAPE_CHUNK):
+            stop = min(i + ESCAPE_CHUNK, len(src))
+            if not needs_escape(src, i, stop):
+                out[p:p + stop - i] = src[i:stop]
+                p += stop - i
                 continue
-            out[p] = 92
-            out[p + 1] = char[b]
-            if m == 6:
-                out[p + 2], out[p + 3], out[p + 4], out[p + 5] = 48, 48, hexdigits[b >> 4], hexdigits[b & 15]
-            p += m
+            for j in range(i, stop):
+                b = src[j]
+                m = length[b]
+                if m == 1:
+                    out[p] = b
+                    p += 1
+                    continue
+                out[p] = 92
+                out[p + 1] = char[b]
+                if m == 6:
+                    out[p + 2], out[p + 3], out[p + 4], out[p + 5] = 48, 48, hexdigits[b >> 4], hexdigits[b & 15]
+                p += m
         out[p] = 34
     return out, out_off
 
