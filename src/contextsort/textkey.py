@@ -330,9 +330,10 @@ def key_as_is(data, start, stop, buf, lower, props):
 
 @nb.njit(cache=True, nogil=True)
 def hash_texts(data, offsets, ascii_key, lower, props, sigma_ready):
-    """(uint64 XXH64 of each text's key, 0), texts data[offsets[k]:offsets[k+1]] (UTF-8); or
-    (partial, 1) when a non-ASCII character meets no tables (`lower` empty), (partial, 2)
-    when a 'Σ' meets no final-sigma bits (`sigma_ready` false).
+    """(uint64 XXH64 of each text's key, 0, how many keys are empty), texts
+    data[offsets[k]:offsets[k+1]] (UTF-8); or (partial, 1, -) when a non-ASCII character
+    meets no tables (`lower` empty), (partial, 2, -) when a 'Σ' meets no final-sigma bits
+    (`sigma_ready` false). An empty key is a blank text (nothing but whitespace, or nothing).
 
     A text whose byte-for-byte mapping is already its key (`key_as_is`) is hashed from
     that; any other goes through the general loop: whitespace is written as one space and
@@ -345,14 +346,16 @@ def hash_texts(data, offsets, ascii_key, lower, props, sigma_ready):
     for k in range(n):
         longest = max(longest, offsets[k + 1] - offsets[k])
     buf = np.empty(2 * longest + 8, dtype=np.uint8)  # a key is at most 1.5x its text's bytes
+    blank = 0
     for k in range(n):
         start, stop = offsets[k], offsets[k + 1]
         as_is = key_as_is(data, start, stop, buf, lower, props)
         if as_is == 1:
             out[k] = xxh64(buf, stop - start)
+            blank += stop == start
             continue
         if as_is == -1:
-            return out, 1
+            return out, 1, blank
         p = 0
         after_space = 1  # 1 after whitespace (or at the start): a space here is not written
         i = start
@@ -367,7 +370,7 @@ def hash_texts(data, offsets, ascii_key, lower, props, sigma_ready):
                 i += 1
                 continue
             if len(lower) == 0:
-                return out, 1
+                return out, 1, blank
             c, m = decode_at(data, i)
             i += m
             if props[c] & SPACE:
@@ -381,14 +384,15 @@ def hash_texts(data, offsets, ascii_key, lower, props, sigma_ready):
                 p = encode_at(buf, p + 1, 0x307)
             elif c == CAPITAL_SIGMA:
                 if not sigma_ready:
-                    return out, 2
+                    return out, 2, blank
                 p = encode_at(buf, p, FINAL_SIGMA if sigma_is_final(data, start, stop, i - m, m, props) else SMALL_SIGMA)
             else:
                 p = encode_at(buf, p, lower[c])
         if p > 0 and buf[p - 1] == 32 and after_space:
             p -= 1
         out[k] = xxh64(buf, p)
-    return out, 0
+        blank += p == 0
+    return out, 0, blank
 
 
 @nb.njit(cache=True, nogil=True)
@@ -419,13 +423,18 @@ TABLES_NEEDED = [0]  # the highest level this process has needed: made once, the
 
 def hash_utf8(data, offsets: np.ndarray) -> np.ndarray:
     """uint64 hash of the key of each text in `data` (UTF-8 bytes, texts back to back) cut at `offsets` (N+1)."""
+    return hash_utf8_blanks(data, offsets)[0]
+
+
+def hash_utf8_blanks(data, offsets: np.ndarray) -> tuple[np.ndarray, int]:
+    """`hash_utf8`, and how many of the texts are blank (`not text.strip()`: their key is empty)."""
     buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
     off = np.asarray(offsets, dtype=np.int64)
     while True:
         level = TABLES_NEEDED[0]
-        hashes, missing = hash_texts(buf, off, ASCII_KEY, *tables(level), level == 2)
+        hashes, missing, blank = hash_texts(buf, off, ASCII_KEY, *tables(level), level == 2)
         if not missing:
-            return hashes
+            return hashes, int(blank)
         TABLES_NEEDED[0] = max(level, missing)
 
 
