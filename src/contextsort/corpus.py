@@ -1406,6 +1406,7 @@ class DocStoreWriter:
         else:
             _copy_file(shard / "records.jsonl", self._rec, self._content)
         _copy_file(shard / "text.bin", self._txt)
+        self._writeback.wrote(int(rec_off[-1]) + int(a["text.idx"][-1]))
         _append(self._rec_off, self._rec_off[-1] + rec_off[1:])
         _append(self._txt_off, self._txt_off[-1] + a["text.idx"][1:])
         _append(self._hashes, a["text_hash"])
