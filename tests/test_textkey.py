@@ -117,6 +117,9 @@ AS_IS_AND_NEAR = [
     "Plain Upper And lower", "x", "caf\u00e9 \u00a3 \u201cquoted\u201d \u00df \U0001f600", "a b c " * 40 + "end",
     "CAF\u00c9", "a  b", " a", "a ", "a\tb", "a\nb", "a\u00a0b", "\u03a3", "x\u0130", "\u212a", "\u1e9e",
     "\u3000", "", " ", "\u2028", "tail\u0085",
+    # runs of whitespace, leading and trailing whitespace: the general loop
+    "para one.\n\npara two\n", "  lead", "trail \n ", "a \t\n b", "x\x1c\x1dy", "  ", "\n", "a\n",
+    "caf\u00e9\n\n\u00a3  \u201cx\u201d ", "\u00e9  \u00a0", "Z" + " " * 70 + "z" + "\r\n" * 9,
 ]
 
 
