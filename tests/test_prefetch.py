@@ -16,6 +16,7 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -126,10 +127,7 @@ def test_pipelined_jsonl_store_is_the_serial_one(tmp_path, monkeypatch, kw):
     reasons = [r["reason"] for r in pipelined[1]]
     assert len(store) + len(reasons) == len(lines) == pipelined[3]
     assert any("malformed JSON" in r for r in reasons) and "empty text" in reasons and any("duplicate id 'd5'" in r for r in reasons)
-    hashes = store.dir / "text_hash.npy"
-    import numpy as np
-
-    h = np.load(hashes)
+    h = np.load(store.dir / "text_hash.npy")
     ids = [store.record(i)["id"] for i in range(len(store))]
     assert h[ids.index("dup-a")] == h[ids.index("dup-b")] and len(set(h.tolist())) == len(h) - 1
 
