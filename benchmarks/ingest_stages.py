@@ -1,7 +1,8 @@
 """Where the JSONL fast path's time goes: its steps on each 4 MB block, timed one by one.
 
 The steps of `arrow_ingest.json_lines_block` and the store's hashes, done by hand on the
-blocks of one file (the store's writes are not in it). Prints JSON: seconds per step
+blocks of one file, one after another (the store's writes are not in it, and ingest itself
+runs them in a thread ahead of the writes: prefetch.py). Prints JSON: seconds per step
 (median of `--repeats` passes over the file) and each step's share of the loop.
 
     PYTHONPATH=src python benchmarks/ingest_stages.py CORPUS.jsonl
@@ -22,7 +23,7 @@ import pyarrow.json as pj
 
 from contextsort import arrow_ingest as ai
 from contextsort.corpus import plain_blocks
-from contextsort.textkey import bytes_hashes, hash_utf8
+from contextsort.textkey import bytes_hashes, hash_utf8, hash_utf8_blanks
 
 
 def one_pass(path: str) -> dict[str, float]:
@@ -46,14 +47,12 @@ def one_pass(path: str) -> dict[str, float]:
         for c in table.columns:
             ai.field_kinds(c)
         text = table.column("text").combine_chunks()
-        pc.any(pc.invert(pc.match_substring_regex(text, "[!-~]")))
         lab = table.column("label").combine_chunks()
         pc.index_in(lab, value_set=pc.unique(lab))
-        ai.string_buffers(text)
-        t = step("kinds_blank_labels_offsets", t)
         data, offsets = ai.string_buffers(text)
-        hash_utf8(data, offsets)  # the first call also loads (or compiles) the kernel: warmed in main()
-        t = step("text_hash", t)
+        t = step("kinds_labels_offsets", t)
+        hash_utf8_blanks(data, offsets)  # the first call also loads (or compiles) the kernel: warmed in main()
+        t = step("text_hash_and_blank_check", t)
         bytes_hashes(*ai.string_buffers(ai.json_values(table.column("id").combine_chunks())))
         t = step("ids", t)
     return acc

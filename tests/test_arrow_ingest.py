@@ -197,9 +197,9 @@ def test_plain_parquet_takes_the_fast_path():
     batch = PARQUET_TABLES["plain"](100).to_batches()[0]
     block = parquet_batch_block(batch, "f", 1, "text", "id", "label")
     assert block is not None and len(block) == 100
-    lines = block.records.decode().splitlines(keepends=False)
+    lines = bytes(block.records).decode().splitlines(keepends=False)
     want = [json.dumps(r, ensure_ascii=False) for r in batch.to_pylist()]
-    assert [json.loads(x) for x in lines] == batch.to_pylist() and block.records.decode() == "\n".join(want) + "\n"
+    assert [json.loads(x) for x in lines] == batch.to_pylist() and bytes(block.records).decode() == "\n".join(want) + "\n"
 
 
 def test_json_strings_is_pythons_encoder():
@@ -208,6 +208,27 @@ def test_json_strings_is_pythons_encoder():
     assert got == [json.dumps(v, ensure_ascii=False) for v in values]
     sliced = json_strings(pa.array(values, pa.string()).slice(5, 6)).to_pylist()  # an offset into the buffers
     assert sliced == [json.dumps(v, ensure_ascii=False) for v in values[5:11]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text("abc \u00e9\U0001f600" * 8 + "\"\\\n\x01\x1f", max_size=120)), max_size=8),
+       st.integers(0, 3))
+def test_json_strings_in_chunks_is_pythons_encoder(values, skip):
+    """Long values with rare characters to escape at any place (the kernel copies clean 32-byte chunks whole)."""
+    arr = pa.array(values, pa.string()).slice(min(skip, len(values)))
+    assert json_strings(arr).to_pylist() == [json.dumps(v, ensure_ascii=False) if v is not None else "null" for v in values[skip:]]
+
+
+def test_json_strings_escapes_at_chunk_edges():
+    from contextsort.arrow_ingest import ESCAPE_CHUNK
+
+    values = []
+    for at in (0, 1, ESCAPE_CHUNK - 1, ESCAPE_CHUNK, ESCAPE_CHUNK + 1, 2 * ESCAPE_CHUNK - 1, 3 * ESCAPE_CHUNK):
+        for ch in ('"', "\\", "\n", "\x00", "\x1f"):
+            values.append("x" * at + ch + "y" * (2 * ESCAPE_CHUNK))
+            values.append("x" * at + ch)
+    values += ["z" * n for n in (ESCAPE_CHUNK - 1, ESCAPE_CHUNK, 5 * ESCAPE_CHUNK + 3)]
+    assert json_strings(pa.array(values, pa.string())).to_pylist() == [json.dumps(v, ensure_ascii=False) for v in values]
 
 
 TRICKY_CHARS = "aZ \t\n\r\x00\x01\x1c\x1f\x7f\x85\xa0\u2028\u3000\"\\/\u00e9\u03a3\U0001f600\u0130\u1e9e\u0301'\u02b0"

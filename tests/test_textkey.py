@@ -102,3 +102,41 @@ def test_final_sigma_properties_kept_on_disk_equal_fresh_ones(tmp_path, monkeypa
     assert np.array_equal(first, fresh) and np.array_equal(textkey.sigma_props(), fresh)  # read back
     next(tmp_path.glob("*.npy")).write_bytes(b"not a numpy file")
     assert np.array_equal(textkey.sigma_props(), fresh)  # a damaged file is made again
+
+
+def test_key_byte_is_the_ascii_table_and_leaves_other_bytes():
+    """The arithmetic byte map of the fast pass is ASCII_KEY (str.isspace / str.lower) on ASCII and the identity above."""
+    from contextsort.textkey import ASCII_KEY, key_byte
+
+    got = [int(key_byte(np.uint8(b))) for b in range(256)]
+    assert got[:128] == ASCII_KEY.tolist() and got[128:] == list(range(128, 256))
+
+
+# texts the fast pass takes as their own key (single spaces, non-ASCII that lowercases to itself)
+# beside near misses that must go through the general loop
+AS_IS_AND_NEAR = [
+    "Plain Upper And lower", "x", "caf\u00e9 \u00a3 \u201cquoted\u201d \u00df \U0001f600", "a b c " * 40 + "end",
+    "CAF\u00c9", "a  b", " a", "a ", "a\tb", "a\nb", "a\u00a0b", "\u03a3", "x\u0130", "\u212a", "\u1e9e",
+    "\u3000", "", " ", "\u2028", "tail\u0085",
+    # runs of whitespace, leading and trailing whitespace: the general loop
+    "para one.\n\npara two\n", "  lead", "trail \n ", "a \t\n b", "x\x1c\x1dy", "  ", "\n", "a\n",
+    "caf\u00e9\n\n\u00a3  \u201cx\u201d ", "\u00e9  \u00a0", "Z" + " " * 70 + "z" + "\r\n" * 9,
+]
+
+
+def test_texts_that_are_their_own_key_and_near_misses_match_the_definition():
+    for texts in (AS_IS_AND_NEAR, AS_IS_AND_NEAR[::-1], [t * 3 for t in AS_IS_AND_NEAR]):
+        assert text_hashes(texts).tolist() == [reference(t) for t in texts]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(TRICKY + "abcXYZ   ", max_size=80), max_size=12))
+def test_blank_count_is_pythons_strip(texts):
+    """hash_utf8_blanks: the hashes, and how many texts `not text.strip()` calls blank (the ingest reject rule)."""
+    from contextsort.textkey import hash_utf8_blanks
+
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+    offsets = np.concatenate(([0], np.cumsum([len(e) for e in encoded]))).astype(np.int64)
+    hashes, blank = hash_utf8_blanks(b"".join(encoded), offsets)
+    assert hashes.tolist() == [reference(t) for t in texts]
+    assert blank == sum(not t.strip() for t in texts)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from .textkey import bytes_hashes, hash_utf8
+from .textkey import bytes_hashes, hash_utf8_blanks
 
 INT53 = 1 << 53
 
@@ -40,7 +40,7 @@ class RecordBlock:
 
     `records` holds each record's JSON line, each ending in LF (`record_lengths` counts
     them, LF included); `text_data` the UTF-8 texts back to back (`text_offsets`, N+1,
-    from 0); `labels` the distinct labels in order of first appearance and `label_index`
+    from 0); both bytes-like (bytes, or a view of an Arrow buffer); `labels` the distinct labels in order of first appearance and `label_index`
     each record's (-1: none); `kinds` the value kinds of each field, in field order.
     """
 
@@ -48,9 +48,9 @@ class RecordBlock:
     first_line: int  # line (JSON lines) or row (Parquet) number of the first record
     id_hash: np.ndarray  # of each id's JSON text (corpus.id_hash_keys)
     text_hash: np.ndarray
-    text_data: bytes
+    text_data: bytes | memoryview
     text_offsets: np.ndarray
-    records: bytes
+    records: bytes | memoryview
     record_lengths: np.ndarray
     labels: list
     label_index: np.ndarray
@@ -60,15 +60,18 @@ class RecordBlock:
         return len(self.text_hash)
 
 
-def string_buffers(arr) -> tuple[bytes, np.ndarray]:
-    """The bytes of a (large_)string / (large_)binary Arrow array's values back to back, and offsets (N+1, from 0)."""
+def string_buffers(arr) -> tuple[memoryview, np.ndarray]:
+    """The bytes of a (large_)string / (large_)binary Arrow array's values back to back, and offsets (N+1, from 0).
+
+    The bytes are a view of the array's own buffer (no copy: it is written to the store as it is).
+    """
     import pyarrow as pa
 
     _, offsets, data = arr.buffers()
     large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
     off = np.frombuffer(offsets, dtype=np.int64 if large else np.int32)[arr.offset: arr.offset + len(arr) + 1].astype(np.int64)
     start, stop = int(off[0]), int(off[-1])
-    body = data.slice(start, stop - start).to_pybytes() if data is not None and stop > start else b""
+    body = memoryview(data.slice(start, stop - start)).cast("B") if data is not None and stop > start else memoryview(b"")
     return body, off - start
 
 
@@ -169,9 +172,9 @@ def finish_block(table, source: str, first_line: int, text_field: str, id_field:
     ids_col = table.column(id_field)
     if ids_col.null_count or not kinds[id_field] <= {"str", "int", "bool"} or pa.types.is_timestamp(ids_col.type):
         return None
-    # blank texts: only a text with no visible ASCII character can be one; those few are checked by Python's rules
-    maybe_blank = pc.invert(pc.match_substring_regex(text, "[!-~]"))
-    if pc.any(maybe_blank).as_py() and any(not t.strip() for t in text.filter(maybe_blank).to_pylist()):
+    data, offsets = string_buffers(text)
+    text_hash, blank = hash_utf8_blanks(data, offsets)  # a blank text (`not text.strip()`) has an empty key
+    if blank:
         return None  # the ordinary path rejects it
     labels: list = []
     label_index = np.full(len(text), -1, dtype=np.int32)
@@ -182,9 +185,8 @@ def finish_block(table, source: str, first_line: int, text_field: str, id_field:
         distinct = pc.unique(lab).drop_null()  # in order of first appearance
         labels = distinct.to_pylist()
         label_index = filled_int32(pc.index_in(lab, value_set=distinct), -1)
-    data, offsets = string_buffers(text)
     id_data, id_offsets = string_buffers(json_values(ids_col.combine_chunks() if isinstance(ids_col, pa.ChunkedArray) else ids_col))
-    return RecordBlock(source, first_line, bytes_hashes(id_data, id_offsets), hash_utf8(data, offsets), data, offsets, records,
+    return RecordBlock(source, first_line, bytes_hashes(id_data, id_offsets), text_hash, data, offsets, records,
                        record_lengths, labels, label_index, kinds)
 
 
@@ -219,17 +221,38 @@ JSON_ESCAPE_CHAR = np.array([ord(JSON_SHORT_ESCAPES.get(b, "u")) for b in range(
 HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
-@nb.njit(cache=True)
+ESCAPE_CHUNK = 32  # bytes checked at once for anything to escape
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def needs_escape(src, start, stop):
+    """Non-zero when src[start:stop] holds a byte JSON escapes (a control byte, '"', '\\'): a loop that vectorises."""
+    found = np.uint8(0)
+    for i in range(start, stop):
+        b = src[i]
+        found |= np.uint8(b < np.uint8(32)) | np.uint8(b == np.uint8(34)) | np.uint8(b == np.uint8(92))
+    return found
+
+
+@nb.njit(cache=True, nogil=True)
 def json_escape(data, offsets, valid, length, char, hexdigits):
-    """(bytes, offsets) of each UTF-8 value as a quoted JSON string; `null` where not valid."""
+    """(bytes, offsets) of each UTF-8 value as a quoted JSON string; `null` where not valid.
+
+    Values are taken ESCAPE_CHUNK bytes at a time: a chunk with nothing to escape (most)
+    is copied whole, the others byte by byte.
+    """
     n = len(offsets) - 1
     out_off = np.zeros(n + 1, dtype=np.int64)
     for k in range(n):
         size = 4
         if valid[k]:
-            size = 2
-            for i in range(offsets[k], offsets[k + 1]):
-                size += length[data[i]]
+            src = data[offsets[k]:offsets[k + 1]]
+            size = 2 + len(src)
+            for i in range(0, len(src), ESCAPE_CHUNK):
+                stop = min(i + ESCAPE_CHUNK, len(src))
+                if needs_escape(src, i, stop):
+                    for j in range(i, stop):
+                        size += length[src[j]] - 1
         out_off[k + 1] = out_off[k] + size
     out = np.empty(out_off[n], dtype=np.uint8)
     for k in range(n):
@@ -237,20 +260,31 @@ def json_escape(data, offsets, valid, length, char, hexdigits):
         if not valid[k]:
             out[p], out[p + 1], out[p + 2], out[p + 3] = 110, 117, 108, 108  # null
             continue
+        src = data[offsets[k]:offsets[k + 1]]
         out[p] = 34
         p += 1
-        for i in range(offsets[k], offsets[k + 1]):
-            b = data[i]
-            m = length[b]
-            if m == 1:
-                out[p] = b
-                p += 1
+        if out_off[k + 1] - out_off[k] == len(src) + 2:  # nothing to escape
+            out[p:p + len(src)] = src
+            out[p + len(src)] = 34
+            continue
+        for i in range(0, len(src), ESCAPE_CHUNK):
+            stop = min(i + ESCAPE_CHUNK, len(src))
+            if not needs_escape(src, i, stop):
+                out[p:p + stop - i] = src[i:stop]
+                p += stop - i
                 continue
-            out[p] = 92
-            out[p + 1] = char[b]
-            if m == 6:
-                out[p + 2], out[p + 3], out[p + 4], out[p + 5] = 48, 48, hexdigits[b >> 4], hexdigits[b & 15]
-            p += m
+            for j in range(i, stop):
+                b = src[j]
+                m = length[b]
+                if m == 1:
+                    out[p] = b
+                    p += 1
+                    continue
+                out[p] = 92
+                out[p + 1] = char[b]
+                if m == 6:
+                    out[p + 2], out[p + 3], out[p + 4], out[p + 5] = 48, 48, hexdigits[b >> 4], hexdigits[b & 15]
+                p += m
         out[p] = 34
     return out, out_off
 

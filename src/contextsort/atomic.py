@@ -10,9 +10,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -61,6 +62,96 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def write_unsynced(path: str | os.PathLike, write: Callable[[IO], object]) -> Path:
+    """Write `path`'s temporary file with `write(fh)` (binary), not yet fsynced nor renamed: for `commit_many`."""
+    tmp = tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise disk_full(path) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def commit_many(pairs: list[tuple[str | os.PathLike, str | os.PathLike]]) -> None:
+    """`commit` each (tmp, path): every file fsynced (all at once, each in a thread, so the
+    file system can take them in one journal commit rather than one after another), then
+    renamed in the given order. A file is never renamed before it is on the disk."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def sync(tmp) -> None:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    try:
+        if len(pairs) > 1:
+            with ThreadPoolExecutor(len(pairs)) as pool:
+                list(pool.map(sync, [tmp for tmp, _ in pairs]))
+        else:
+            for tmp, _ in pairs:
+                sync(tmp)
+    except OSError as e:
+        for tmp, _ in pairs:
+            Path(tmp).unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise disk_full(pairs[0][1]) from None
+        raise
+    for tmp, path in pairs:
+        os.replace(tmp, path)
+
+
+class Writeback:
+    """Gets the bytes of files still being written onto the disk while the writing goes on.
+
+    After every `every` bytes written, the files are flushed and a thread fdatasyncs them,
+    so the fsync of `commit` at the end finds little left and the disk's work overlaps the
+    writer's own. Only when the writes go: a file becomes durable, and visible under its
+    name, by `commit` as before. One fdatasync runs at a time; a call that finds one
+    running does nothing (the next one catches up).
+    """
+
+    def __init__(self, files: list[IO], every: int = 8 << 20):
+        self.files = files
+        self.every = every
+        self.pending = 0
+        self.thread: threading.Thread | None = None
+
+    def wrote(self, nbytes: int) -> None:
+        """`nbytes` more were written to the files: start their write-back when `every` have piled up."""
+        self.pending += nbytes
+        if self.pending < self.every or (self.thread is not None and self.thread.is_alive()):
+            return
+        self.pending = 0
+        for fh in self.files:
+            fh.flush()
+        fds = [fh.fileno() for fh in self.files]
+        self.thread = threading.Thread(target=self.sync, args=(fds,), name="contextsort-writeback", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def sync(fds: list[int]) -> None:
+        for fd in fds:
+            try:
+                os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+            except OSError:  # the file was closed meanwhile, or the disk refused: commit's fsync reports it
+                pass
+
+    def finish(self) -> None:
+        """Wait for the write-back under way (call before closing the files)."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
 
 
 def write_json(path: str | os.PathLike, obj: object) -> None:

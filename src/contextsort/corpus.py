@@ -63,7 +63,7 @@ class RecordError(InputError):
 
     def __reduce__(self):  # raised inside Ray tasks: rebuilt from its parts
         return (RecordError, (self.source, self.line, self.field, self.reason))
-from .atomic import commit, save_npy
+from .atomic import Writeback, commit, commit_many, save_npy, write_unsynced
 from .textkey import bytes_hashes, hash_utf8, text_hashes  # noqa: E402,F401  (exact-duplicate hashes; re-exported)
 from .arrow_ingest import RecordBlock, json_lines_block, parquet_batch_block  # noqa: E402  (columnar fast paths)
 
@@ -1251,6 +1251,7 @@ class DocStoreWriter:
         self.id_field = id_field
         self._rec = open(self.dir / "records.jsonl.tmp", "wb")
         self._txt = open(self.dir / "text.bin.tmp", "wb")
+        self._writeback = Writeback([self._rec, self._txt])
         self._rec_off = array("q", [0])
         self._txt_off = array("q", [0])
         self._hashes = array("Q")
@@ -1289,6 +1290,7 @@ class DocStoreWriter:
         tbs = [r.text.encode("utf-8", errors="surrogatepass") for r in recs]
         joined = b"".join(tbs)
         self._txt.write(joined)
+        self._writeback.wrote(len(blob) + len(joined))
         ends = np.cumsum(np.fromiter(map(len, tbs), np.int64, len(tbs)))
         _append(self._txt_off, self._txt_off[-1] + ends)
         _append(self._hashes, hash_utf8(joined, np.concatenate(([0], ends))))
@@ -1340,6 +1342,7 @@ class DocStoreWriter:
         self._content.update(block.records)
         _append(self._rec_off, self._rec_off[-1] + np.cumsum(block.record_lengths))
         self._txt.write(block.text_data)
+        self._writeback.wrote(len(block.records) + len(block.text_data))
         _append(self._txt_off, self._txt_off[-1] + block.text_offsets[1:])
         _append(self._hashes, block.text_hash)
         _append(self._id_hash, block.id_hash)
@@ -1364,6 +1367,7 @@ class DocStoreWriter:
     def save_shard(self) -> None:
         """Finish this writer as one shard of a store (no duplicate check: the driver does it over all shards)."""
         self._flush()
+        self._writeback.finish()
         for fh in (self._rec, self._txt):
             fh.close()
         commit(self.dir / "records.jsonl.tmp", self.dir / "records.jsonl")
@@ -1402,6 +1406,7 @@ class DocStoreWriter:
         else:
             _copy_file(shard / "records.jsonl", self._rec, self._content)
         _copy_file(shard / "text.bin", self._txt)
+        self._writeback.wrote(int(rec_off[-1]) + int(a["text.idx"][-1]))
         _append(self._rec_off, self._rec_off[-1] + rec_off[1:])
         _append(self._txt_off, self._txt_off[-1] + a["text.idx"][1:])
         _append(self._hashes, a["text_hash"])
@@ -1501,6 +1506,7 @@ class DocStoreWriter:
     def close(self, strict: bool = False) -> list[Reject]:
         """Finish the store; return one Reject per record whose id was already used."""
         self._flush()
+        self._writeback.finish()
         for fh in (self._rec, self._txt):
             fh.flush()
         dups = self._duplicate_ids()
@@ -1522,19 +1528,16 @@ class DocStoreWriter:
             rec_off = self._compact("records.jsonl.tmp", rec_off, keep, hash_it=True)
             txt_off = self._compact("text.bin.tmp", txt_off, keep)
             self.n = int(keep.sum())
-        _save_npy(self.dir / "records.idx.npy", rec_off)
-        _save_npy(self.dir / "text.idx.npy", txt_off)
-        _save_npy(self.dir / "text_hash.npy", np.frombuffer(self._hashes, dtype=np.uint64)[keep] if len(keep) else np.empty(0, np.uint64))
         codes = np.frombuffer(self._label_code, dtype=np.int32)[keep] if len(keep) else np.empty(0, np.int32)
-        _save_npy(self.dir / "label_codes.npy", codes)
-        tmp = self.dir / "label_names.json.tmp"
-        tmp.write_text(json.dumps(self._label_names if (codes >= 0).any() else None, default=str))
-        commit(tmp, self.dir / "label_names.json")
-        tmp = self.dir / "fields.json.tmp"
-        tmp.write_text(json.dumps(self.field_types.to_json()))
-        commit(tmp, self.dir / "fields.json")
-        commit(self.dir / "records.jsonl.tmp", self.dir / "records.jsonl")
-        commit(self.dir / "text.bin.tmp", self.dir / "text.bin")
+        arrays = {"records.idx.npy": rec_off, "text.idx.npy": txt_off, "label_codes.npy": codes,
+                  "text_hash.npy": np.frombuffer(self._hashes, dtype=np.uint64)[keep] if len(keep) else np.empty(0, np.uint64)}
+        texts = {"label_names.json": json.dumps(self._label_names if (codes >= 0).any() else None, default=str),
+                 "fields.json": json.dumps(self.field_types.to_json())}
+        pairs = [(write_unsynced(self.dir / name, lambda fh, a=arr: np.save(fh, a)), self.dir / name) for name, arr in arrays.items()]
+        pairs += [(write_unsynced(self.dir / name, lambda fh, t=text: fh.write(t.encode("utf-8"))), self.dir / name)
+                  for name, text in texts.items()]
+        pairs += [(self.dir / "records.jsonl.tmp", self.dir / "records.jsonl"), (self.dir / "text.bin.tmp", self.dir / "text.bin")]
+        commit_many(pairs)  # every file on the disk before any is renamed; records.jsonl and text.bin last, as before
         return rejects
 
     def _record_tmp(self, i: int) -> bytes:

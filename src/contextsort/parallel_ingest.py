@@ -41,6 +41,7 @@ from .corpus import (
     parse_input_spec,
     plan_pieces,
 )
+from .prefetch import prefetched
 
 PARTS_DIR = ".ingest.parts"
 MIN_PIECE_BYTES = 32 << 20  # a byte range smaller than this is not worth a task
@@ -57,6 +58,7 @@ class ReadOptions:
     label_field: str | None = "label"
     strict: bool = False
     columnar: bool = True  # runs of plain records through the Arrow fast paths (arrow_ingest.py); same store either way
+    pipeline: bool = True  # read the next block in a thread while this one is stored (prefetch.py); same store either way
 
 
 @dataclass
@@ -97,8 +99,9 @@ def ingest_piece(spec: str, piece: Piece, opts: ReadOptions, shard_dir: str) -> 
     rejects: list[dict] = []
     records = 0
     error = None
+    items = reader.read_piece(piece)
     try:
-        for item in reader.read_piece(piece):
+        for item in prefetched(items, big=RecordBlock) if opts.pipeline else items:
             if isinstance(item, RecordBlock):
                 records += len(item)
                 writer.add_block(item)
@@ -200,7 +203,7 @@ def ingest_here(inputs: list[str], store_dir: Path, opts: ReadOptions = ReadOpti
     name = source_name or (lambda s: s)
     rejects: list[Reject] = []
     n = 0
-    for item in reader:
+    for item in prefetched(reader, big=RecordBlock) if opts.pipeline else reader:
         if isinstance(item, RecordBlock):
             if source_name is not None:
                 item.source = name(item.source)
