@@ -105,7 +105,7 @@ with tempfile.TemporaryDirectory() as tmp:
 print(json.dumps(compiled))
 """
 
-# what a run beside `warmup --late` still compiles itself: its embedder's pooling and the term counting
+# what a run still compiles itself beside a warm-up with 4+ cores: its embedder's pooling and the term counting
 RUN_OWN = {"mean_pool", "_mix", "_word_features", "_distinct", "_word_nnz", "_put_counts", "_word_fill"}
 
 
@@ -117,8 +117,10 @@ def test_late_warmup_caches_the_graph_for_the_next_process(tmp_path):
     # the part a split warm-up runs in its first process (graph, order, metrics) caches the graph
     subprocess.run([sys.executable, "-m", "contextsort.warmup", "--part", "order"], env=env, check=True, capture_output=True)
     assert json.loads(subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout) == []
+    # what the warm-up beside a first run compiles with 4+ cores: --late and its second process
     subprocess.run([sys.executable, "-m", "contextsort.warmup", "--late"], env=env, check=True, capture_output=True)
-    # a whole default run after `--late`: the signal's kNN, scales and rescoring, the graph, dedup,
+    subprocess.run([sys.executable, "-m", "contextsort.warmup", "--part", "signal"], env=env, check=True, capture_output=True)
+    # a whole default run after them: the signal's kNN, scales and rescoring, the graph, dedup,
     # order and metrics are all cached; only the run's own early kernels compile (and do: the
     # probe sees compilations)
     compiled = set(json.loads(subprocess.run([sys.executable, "-c", RUN_COMPILES], env=env, capture_output=True,

@@ -5,9 +5,9 @@ compilation (about 30 s of CPU; the demo itself takes about 5 s). `compile_hot_l
 runs the default pipeline on a tiny generated corpus, which compiles and caches exactly
 the functions, with exactly the argument types, that a default run uses.
 `start_background()` starts, beside a run on a cold cache, a second process that compiles
-what the run reaches last (the hybrid signal's kernels, then the graph, order and metrics,
-straight from tiny arrays of the stages' types; with 4 or more cores the signal's kernels in a
-third process) while the run compiles its first stages (docs/benchmarks.md "First run"); a
+what the run reaches last (the graph, order and metrics, straight from tiny arrays of the
+stages' types; with 4 or more cores the hybrid signal's kernels too, in a third process) while
+the run compiles its first stages (docs/benchmarks.md "First run"); a
 marker file stops it once the source tree is warm. `python -m contextsort.warmup` does the
 whole warm-up in the foreground (for example right after `pip install`)."""
 
@@ -135,13 +135,15 @@ def compile_order_and_metrics(tmp: Path) -> None:
 PARTS = {"signal": compile_signal_kernels, "order": compile_order_and_metrics}
 
 
-def compile_hot_loops(late_only: bool = False, parts: tuple[str, ...] = ("signal", "order")) -> float:
+def compile_hot_loops(late_only: bool = False, parts: tuple[str, ...] = ("order",)) -> float:
     """Run the default pipeline on a tiny corpus; return seconds.
 
     `late_only` is for a warm-up beside a first run: it first compiles `parts` straight from
-    tiny arrays (the hybrid signal's kernels, then the graph, order and metrics: what the run
-    reaches after its own ingest, tokenize, embed and term counting), then the rest of the late
-    stages (dedup, write) through a pipeline without the wordllama pooling and the lexical signal.
+    tiny arrays (by default the graph, order and metrics, the stages the run reaches last), then
+    the rest of the late stages (dedup, write) through a pipeline without the wordllama pooling
+    and the lexical signal. On 2 cores the run compiles the signal's kernels itself meanwhile:
+    a warm-up that did them first reached the order after the run did, and both compiled it
+    (docs/benchmarks.md "First run").
     """
     from .api import run
 
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.late and (os.cpu_count() or 1) >= 4:  # cores for the run and two warm-ups: the signal's kernels in a second one
         helper = subprocess.Popen([sys.executable, "-m", "contextsort.warmup", "--part", "signal"],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    secs = compile_hot_loops(late_only=a.late, parts=("order",) if helper else ("signal", "order"))
+    secs = compile_hot_loops(late_only=a.late, parts=("order",))
     if helper is not None:
         helper.wait()
     mark_warm()  # after --late too: the run beside it caches the early stages itself
