@@ -12,14 +12,15 @@ from typing import Sequence
 import numba as nb
 import numpy as np
 
+from ..threads import over_row_ranges
 from . import EmbedderUnavailable, l2_normalize
 
 TOKENIZER = "llama2"  # the token store (contextsort.tokenizer spec) whose ids encode_ids accepts
 
 
-@nb.njit(parallel=True, cache=True)
-def mean_pool(table, tokens, start, length, out, bad):
-    """out[i] = mean of table[tokens[start[i] : start[i] + length[i]]] (zeros when empty).
+@nb.njit(nogil=True, cache=True)
+def mean_pool_rows(r0, r1, table, tokens, start, length, out, bad):
+    """out[i] = mean of table[tokens[start[i] : start[i] + length[i]]] (zeros when empty), rows r0..r1-1.
 
     float32, tokens summed in order: the same arithmetic as wordllama's padded-batch mean
     (padding contributes exact zeros), so vectors equal `encode` bit for bit. Ids outside
@@ -27,8 +28,10 @@ def mean_pool(table, tokens, start, length, out, bad):
     """
     dim = table.shape[1]
     vocab = table.shape[0]
-    for i in nb.prange(len(start)):
-        acc = np.zeros(dim, np.float32)
+    acc = np.zeros(dim, np.float32)
+    for i in range(r0, r1):
+        for d in range(dim):
+            acc[d] = 0.0
         a = start[i]
         for t in range(a, a + length[i]):
             tid = np.int64(tokens[t])
@@ -41,6 +44,11 @@ def mean_pool(table, tokens, start, length, out, bad):
         cnt = np.float32(max(length[i], 1))
         for d in range(dim):
             out[i, d] = acc[d] / cnt
+
+
+def mean_pool(table, tokens, start, length, out, bad) -> None:
+    """`mean_pool_rows` over every row, on numba's thread count (`threads.over_row_ranges`)."""
+    over_row_ranges(mean_pool_rows, len(start), table, tokens, start, length, out, bad)
 
 
 def _import_wordllama():
