@@ -346,3 +346,45 @@ def test_rescored_lexical_similarity_is_the_cosine(bbc_signals):
     want = np.asarray(x[rows].multiply(x[ids[ok]]).sum(axis=1)).ravel()
     assert ok.sum() > x.shape[0]
     np.testing.assert_allclose(sims[ok], want, rtol=1e-5, atol=1e-7)
+
+
+def brute_force_topk(x, k: int, first: int, last: int):
+    """Top k of rows first..last-1 of x @ x.T by (decreasing dot, increasing id), self and
+    non-positive dots left out (-1 / 0 pad): what `postings_topk` must return."""
+    full = (x @ x.T).toarray().astype(np.float64)
+    ids = np.full((last - first, k), -1, np.int64)
+    sims = np.zeros((last - first, k), np.float64)
+    for r in range(first, last):
+        row = full[r]
+        cand = np.flatnonzero((row > 0) & (np.arange(len(row)) != r))
+        best = cand[np.lexsort((cand, -row[cand]))][:k]
+        ids[r - first, :len(best)] = best
+        sims[r - first, :len(best)] = row[best]
+    return ids, sims
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_postings_topk_equals_brute_force_with_ties(k):
+    """Small integer weights: every dot is exact in float32 and many tie, so the order
+    (decreasing similarity, then increasing id) and the heap's selection are checked bit for bit;
+    some rows share no term with any other, some have fewer than k neighbours."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(7)
+    n, terms = 300, 60
+    dense = rng.integers(1, 4, size=(n, terms)).astype(np.float32)
+    dense[rng.random((n, terms)) > 0.06] = 0.0
+    dense[:5] = 0.0
+    dense[:5, 59] = 1.0  # five rows that share only term 59: 4 neighbours each
+    dense[:, 59][5:] = 0.0
+    dense[5:8] = 0.0  # three empty rows
+    x = sp.csr_matrix(dense)
+    xt = S.postings(x)
+    for first, last in [(0, n), (0, 1), (17, 211)]:
+        ids, sims = S.postings_topk(x, xt, k, first, last)
+        want_ids, want_sims = brute_force_topk(x, k, first, last)
+        assert np.array_equal(ids, want_ids)
+        assert np.array_equal(sims, want_sims)
+    ids, _ = S.postings_topk(x, xt, k, 0, n)
+    assert (ids[5:8] == -1).all() and (ids[:5, 4:] == -1).all() and (ids[:5, :min(k, 4)] >= 0).all()
+    assert len(np.unique(sims := S.postings_topk(x, xt, 40, 0, n)[1])) < 0.5 * sims.size  # ties are common

@@ -532,14 +532,44 @@ def _prune_fill(indptr, indices, data, df, max_df, m, y_ptr, y_ind, y_data):
 # ---------------------------------------------------------------------------
 
 
+@nb.njit(inline="always")
+def _ranks_below(s_a, i_a, s_b, i_b):
+    """(s_a, i_a) comes after (s_b, i_b) in a kNN list: lower similarity, or equal and higher id."""
+    return s_a < s_b or (s_a == s_b and i_a > i_b)
+
+
+@nb.njit(cache=True)
+def _heap_sift_down(hs, hi, size, pos, v, j):
+    """Put (v, j) at `pos` of the heap hs/hi[:size] (root = the entry ranked last) and sift it down."""
+    while True:
+        c = 2 * pos + 1
+        if c >= size:
+            break
+        if c + 1 < size and _ranks_below(hs[c + 1], hi[c + 1], hs[c], hi[c]):
+            c += 1
+        if _ranks_below(hs[c], hi[c], v, j):
+            hs[pos] = hs[c]
+            hi[pos] = hi[c]
+            pos = c
+        else:
+            break
+    hs[pos] = v
+    hi[pos] = j
+
+
 @nb.njit(cache=True)
 def _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s):
     """Rows r0..r1-1 (output rows r - first): dot products with every row sharing a term (scatter over the term's
     postings, in the row's term order: the sums of a sparse product), then the top k by
-    (decreasing similarity, increasing id); self and non-positive scores skipped."""
+    (decreasing similarity, increasing id); self and non-positive scores skipped.
+
+    Why it is fast: the scatter has no branch (a row's first touch is counted, not tested:
+    `touched` needs one spare slot), and the top k is a heap whose root is the entry ranked
+    last, so a candidate that enters costs log k moves, not k (the scatter is 2/3 of the time).
+    The result is the same as a full sort: the top k under a total order."""
     k = out_i.shape[1]
-    best_i = np.empty(k, np.int64)
-    best_s = np.empty(k, np.float64)
+    hs = np.empty(k, np.float32)
+    hi = np.empty(k, np.int64)
     for r in range(r0, r1):
         m = 0
         for e in range(indptr[r], indptr[r + 1]):
@@ -547,32 +577,38 @@ def _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_d
             t = indices[e]
             for p in range(t_ptr[t], t_ptr[t + 1]):
                 j = t_rows[p]
-                if acc[j] == 0.0:
-                    touched[m] = j
-                    m += 1
-                acc[j] += w * t_data[p]
+                a = acc[j]
+                touched[m] = j
+                m += a == 0.0
+                acc[j] = a + w * t_data[p]
+        acc[r] = 0.0  # never its own neighbour
         filled = 0
         for u in range(m):
             j = touched[u]
-            v = np.float64(acc[j])
+            v = acc[j]
             acc[j] = 0.0
-            if j == r or not v > 0.0:
+            if not v > 0.0:
                 continue
-            if filled == k and (v < best_s[k - 1] or (v == best_s[k - 1] and j > best_i[k - 1])):
-                continue
-            pos = filled if filled < k else k - 1  # insertion into the sorted top k
-            while pos > 0 and (best_s[pos - 1] < v or (best_s[pos - 1] == v and best_i[pos - 1] > j)):
-                if pos < k:
-                    best_s[pos] = best_s[pos - 1]
-                    best_i[pos] = best_i[pos - 1]
-                pos -= 1
-            best_s[pos] = v
-            best_i[pos] = j
-            if filled < k:
+            if filled < k:  # sift up
+                pos = filled
                 filled += 1
-        for u in range(filled):
-            out_i[r - first, u] = best_i[u]
-            out_s[r - first, u] = best_s[u]
+                while pos > 0:
+                    par = (pos - 1) >> 1
+                    if not _ranks_below(v, j, hs[par], hi[par]):
+                        break
+                    hs[pos] = hs[par]
+                    hi[pos] = hi[par]
+                    pos = par
+                hs[pos] = v
+                hi[pos] = j
+            elif _ranks_below(hs[0], hi[0], v, j):
+                _heap_sift_down(hs, hi, k, 0, v, j)
+        # the heap in order: the entry ranked last leaves the root for the back, filled times
+        for last in range(filled - 1, -1, -1):
+            out_s[r - first, last] = hs[0]
+            out_i[r - first, last] = hi[0]
+            if last > 0:
+                _heap_sift_down(hs, hi, last, 0, hs[last], hi[last])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -587,7 +623,7 @@ def _postings_topk(indptr, indices, data, t_ptr, t_rows, t_data, first, n_docs, 
         if r0 >= r1:
             continue
         acc = np.zeros(n_docs, np.float32)
-        touched = np.empty(n_docs, np.int64)
+        touched = np.empty(n_docs + 1, np.int64)
         _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s)
 
 
