@@ -307,6 +307,25 @@ def test_prune_rows_keeps_each_rows_heaviest_rare_terms(bbc_signals):
     assert max(np.diff(y.indptr)) <= 8 and y.nnz < x.nnz
 
 
+def test_prune_rows_with_ties_zeros_and_negative_weights():
+    """Rows of small integer weights (ties at the threshold), explicit zeros and, in some
+    rows, negative weights (counted through the sort, not the nonzero count): the same rule."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(5)
+    dense = rng.integers(0, 4, size=(200, 90)).astype(np.float32)
+    dense[rng.random(dense.shape) > 0.5] = 0.0
+    dense[::7] *= np.where(rng.random((1, 90)) > 0.8, -1.0, 1.0).astype(np.float32)  # negatives in every 7th row
+    x = sp.csr_matrix(dense)
+    x.data[::11] = 0.0  # explicit zeros
+    for top, max_df in ((8, 60), (30, 200), (100, 200)):
+        y = S.prune_rows(x, top_terms=top, max_df=max_df)
+        got = [dict(zip(y.indices[y.indptr[i]:y.indptr[i + 1]].tolist(), y.data[y.indptr[i]:y.indptr[i + 1]].tolist()))
+               for i in range(y.shape[0])]
+        assert got == reference_prune(x, top, max_df)
+    assert (x.data < 0).any() and (x.data == 0).any()
+
+
 def test_drop_common_terms_in_place_equals_copy_and_frees_the_tail():
     texts = ["the cat sat", "the dog sat", "the bird flew", "a cat and a dog"]
     counts = S.term_counts(texts, stop_words=None)

@@ -301,11 +301,24 @@ def _word_features(tokens, a, n, kind, ph, pp, pl, n_features, buf):
 
 
 @nb.njit(parallel=True, cache=True)
-def _word_nnz(tokens, start, length, kind, ph, pp, pl, n_features, nnz):
-    for i in nb.prange(len(start)):
-        buf = np.empty(length[i] + 1, np.int64)
-        m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
-        nnz[i] = _distinct(buf[:m])
+def _word_nnz(tokens, start, length, kind, ph, pp, pl, n_features, n_chunks, nnz):
+    """Distinct features per document, counted with a stamp per feature (the document that
+    last saw it) instead of a sort: chunks of documents in parallel, one stamp array each."""
+    n = len(start)
+    step = (n + n_chunks - 1) // n_chunks
+    for c in nb.prange(n_chunks):
+        seen = np.full(n_features, -1, np.int32)
+        buf = np.empty(0, np.int64)
+        for i in range(c * step, min(n, (c + 1) * step)):
+            if len(buf) < length[i] + 1:
+                buf = np.empty(2 * (length[i] + 1), np.int64)
+            m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
+            u = 0
+            for e in range(m):
+                f = buf[e]
+                u += seen[f] != i
+                seen[f] = i
+            nnz[i] = u
 
 
 @nb.njit(parallel=True, cache=True)
@@ -327,7 +340,7 @@ def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, 
     start = np.ascontiguousarray(start, dtype=np.int64)
     length = np.ascontiguousarray(length, dtype=np.int64)
     nnz = np.zeros(len(start), dtype=np.int64)
-    _word_nnz(tokens, start, length, kind, ph, pp, pl, int(n_features), nnz)
+    _word_nnz(tokens, start, length, kind, ph, pp, pl, int(n_features), 4 * nb.get_num_threads(), nnz)
     indptr = np.zeros(len(start) + 1, dtype=np.int64)
     np.cumsum(nnz, out=indptr[1:])
     indices = np.empty(int(indptr[-1]), dtype=np.int32)
@@ -554,7 +567,19 @@ def _prune_row(indices, data, a, b, df, max_df, m, out_i, out_v):
 
 @nb.njit(parallel=True, cache=True)
 def _prune_count(indptr, indices, data, df, max_df, m, nnz):
+    """Entries `_prune_row` keeps per row. A row without negative (or NaN) weights keeps its
+    m heaviest nonzero ones, so only the nonzero count is needed (no sort): min(m, nonzeros)."""
     for i in nb.prange(len(indptr) - 1):
+        nonzero = 0
+        plain = True
+        for e in range(indptr[i], indptr[i + 1]):
+            if df[indices[e]] <= max_df:
+                v = data[e]
+                nonzero += v != 0.0
+                plain &= v >= 0.0
+        if plain:
+            nnz[i] = min(m, nonzero)
+            continue
         w = indptr[i + 1] - indptr[i]
         out_i = np.empty(w, indices.dtype)
         out_v = np.empty(w, data.dtype)
@@ -855,10 +880,8 @@ def _rescore_rows(r0, r1, first, cand, has_dense, dots, has_lex, indptr, indices
             if j < 0 or j == doc:
                 continue
             dup = False
-            for u in range(c):
-                if buf_i[u] == j:
-                    dup = True
-                    break
+            for u in range(c):  # no early exit: the compiler checks several at once
+                dup |= buf_i[u] == j
             if dup:
                 continue
             buf_i[c] = j
