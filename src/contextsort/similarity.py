@@ -817,7 +817,7 @@ def _dense_dot(emb, a, b):
 def _rescore(cand, first, has_dense, dots, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d, lo_l, sc_l, reserve,
              n_chunks, out_i, out_s):
     """`_rescore_rows` over `n_chunks` chunks of rows in parallel (rows are independent: same
-    result). Each chunk zeroes a row of n_features floats (4 MB), so chunks are few."""
+    result). Each chunk zeroes a row of n_features floats (4 MB for 2**20 hashed columns), so chunks are few."""
     n = cand.shape[0]
     n_chunks = min(n, n_chunks)
     step = (n + n_chunks - 1) // n_chunks if n_chunks else 0
