@@ -647,17 +647,17 @@ def _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_d
             w = data[e]
             t = indices[e]
             for p in range(t_ptr[t], t_ptr[t + 1]):
-                j = t_rows[p]
+                j = np.uint64(t_rows[p])  # unsigned: no wraparound check for negative indices
                 a = acc[j]
-                touched[m] = j
+                touched[np.uint64(m)] = j
                 m += a == 0.0
                 acc[j] = a + w * t_data[p]
         acc[r] = 0.0  # never its own neighbour
         filled = 0
         for u in range(m):
             j = touched[u]
-            v = acc[j]
-            acc[j] = 0.0
+            v = acc[np.uint64(j)]
+            acc[np.uint64(j)] = 0.0
             if not v > 0.0:
                 continue
             if filled < k:  # sift up
@@ -834,7 +834,7 @@ def _gather_dot(indptr, indices, data, j, row):
     (the products of columns the row lacks are zeros, which leave a sum of finite floats as it is)."""
     s = 0.0
     for e in range(indptr[j], indptr[j + 1]):
-        s += float(row[indices[e]]) * float(data[e])
+        s += float(row[np.uint64(indices[e])]) * float(data[e])  # unsigned: no wraparound check
     return s
 
 
@@ -847,12 +847,12 @@ def _gather_dot2(indptr, indices, data, ja, jb, row):
     sa = 0.0
     sb = 0.0
     for q in range(min(la, lb)):
-        sa += float(row[indices[a + q]]) * float(data[a + q])
-        sb += float(row[indices[b + q]]) * float(data[b + q])
+        sa += float(row[np.uint64(indices[a + q])]) * float(data[a + q])
+        sb += float(row[np.uint64(indices[b + q])]) * float(data[b + q])
     for q in range(lb, la):
-        sa += float(row[indices[a + q]]) * float(data[a + q])
+        sa += float(row[np.uint64(indices[a + q])]) * float(data[a + q])
     for q in range(la, lb):
-        sb += float(row[indices[b + q]]) * float(data[b + q])
+        sb += float(row[np.uint64(indices[b + q])]) * float(data[b + q])
     return sa, sb
 
 
