@@ -307,6 +307,25 @@ def test_prune_rows_keeps_each_rows_heaviest_rare_terms(bbc_signals):
     assert max(np.diff(y.indptr)) <= 8 and y.nnz < x.nnz
 
 
+def test_prune_rows_with_ties_zeros_and_negative_weights():
+    """Rows of small integer weights (ties at the threshold), explicit zeros and, in some
+    rows, negative weights (counted through the sort, not the nonzero count): the same rule."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(5)
+    dense = rng.integers(0, 4, size=(200, 90)).astype(np.float32)
+    dense[rng.random(dense.shape) > 0.5] = 0.0
+    dense[::7] *= np.where(rng.random((1, 90)) > 0.8, -1.0, 1.0).astype(np.float32)  # negatives in every 7th row
+    x = sp.csr_matrix(dense)
+    x.data[::11] = 0.0  # explicit zeros
+    for top, max_df in ((8, 60), (30, 200), (100, 200)):
+        y = S.prune_rows(x, top_terms=top, max_df=max_df)
+        got = [dict(zip(y.indices[y.indptr[i]:y.indptr[i + 1]].tolist(), y.data[y.indptr[i]:y.indptr[i + 1]].tolist()))
+               for i in range(y.shape[0])]
+        assert got == reference_prune(x, top, max_df)
+    assert (x.data < 0).any() and (x.data == 0).any()
+
+
 def test_drop_common_terms_in_place_equals_copy_and_frees_the_tail():
     texts = ["the cat sat", "the dog sat", "the bird flew", "a cat and a dog"]
     counts = S.term_counts(texts, stop_words=None)
@@ -346,3 +365,95 @@ def test_rescored_lexical_similarity_is_the_cosine(bbc_signals):
     want = np.asarray(x[rows].multiply(x[ids[ok]]).sum(axis=1)).ravel()
     assert ok.sum() > x.shape[0]
     np.testing.assert_allclose(sims[ok], want, rtol=1e-5, atol=1e-7)
+
+
+def brute_force_topk(x, k: int, first: int, last: int):
+    """Top k of rows first..last-1 of x @ x.T by (decreasing dot, increasing id), self and
+    non-positive dots left out (-1 / 0 pad): what `postings_topk` must return."""
+    full = (x @ x.T).toarray().astype(np.float64)
+    ids = np.full((last - first, k), -1, np.int64)
+    sims = np.zeros((last - first, k), np.float64)
+    for r in range(first, last):
+        row = full[r]
+        cand = np.flatnonzero((row > 0) & (np.arange(len(row)) != r))
+        best = cand[np.lexsort((cand, -row[cand]))][:k]
+        ids[r - first, :len(best)] = best
+        sims[r - first, :len(best)] = row[best]
+    return ids, sims
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_postings_topk_equals_brute_force_with_ties(k):
+    """Small integer weights: every dot is exact in float32 and many tie, so the order
+    (decreasing similarity, then increasing id) and the heap's selection are checked bit for bit;
+    some rows share no term with any other, some have fewer than k neighbours."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(7)
+    n, terms = 300, 60
+    dense = rng.integers(1, 4, size=(n, terms)).astype(np.float32)
+    dense[rng.random((n, terms)) > 0.06] = 0.0
+    dense[:5] = 0.0
+    dense[:5, 59] = 1.0  # five rows that share only term 59: 4 neighbours each
+    dense[:, 59][5:] = 0.0
+    dense[5:8] = 0.0  # three empty rows
+    x = sp.csr_matrix(dense)
+    xt = S.postings(x)
+    for first, last in [(0, n), (0, 1), (17, 211)]:
+        ids, sims = S.postings_topk(x, xt, k, first, last)
+        want_ids, want_sims = brute_force_topk(x, k, first, last)
+        assert np.array_equal(ids, want_ids)
+        assert np.array_equal(sims, want_sims)
+    ids, _ = S.postings_topk(x, xt, k, 0, n)
+    assert (ids[5:8] == -1).all() and (ids[:5, 4:] == -1).all() and (ids[:5, :min(k, 4)] >= 0).all()
+    assert len(np.unique(sims := S.postings_topk(x, xt, 40, 0, n)[1])) < 0.5 * sims.size  # ties are common
+
+
+def test_rescored_lexical_sims_are_the_ordered_sums_bit_for_bit(bbc_signals):
+    """The rescoring's lexical dots (two candidates interleaved, odd counts, repeats and self
+    among the candidates) are the float64 sums, in column order, of the float32 products
+    (numba's float() of a float32 stays float32, so the products are rounded to float32),
+    and each row is ordered by (decreasing similarity, increasing id)."""
+    x = bbc_signals[1]
+    rng = np.random.default_rng(3)
+    n = x.shape[0]
+    cand = rng.integers(-1, n, size=(n, 7))
+    cand[:, 3] = cand[:, 1]  # repeats
+    cand[::5, 2] = np.arange(n)[::5]  # self
+    ids, sims = S.rescore(cand, 7, lexical=x)
+
+    def ordered_dot(a: int, b: int) -> float:
+        ra = dict(zip(x.indices[x.indptr[a]:x.indptr[a + 1]].tolist(), x.data[x.indptr[a]:x.indptr[a + 1]]))
+        s = 0.0
+        for col, v in zip(x.indices[x.indptr[b]:x.indptr[b + 1]].tolist(), x.data[x.indptr[b]:x.indptr[b + 1]]):
+            if col in ra:
+                s += float(ra[col] * v)  # a float32 product
+        return s
+
+    for i in range(0, n, 3):
+        uniq = sorted({int(j) for j in cand[i] if j >= 0 and j != i})
+        dots = {j: ordered_dot(i, j) for j in uniq}
+        want = sorted((j for j in uniq if dots[j] > 0), key=lambda j: (-dots[j], j))
+        got = [int(j) for j in ids[i] if j >= 0]
+        assert got == want
+        assert sims[i, :len(got)].tolist() == [float(np.float32(dots[j])) for j in got]
+    assert (ids >= 0).sum() > n  # not vacuous
+
+
+def test_compact_columns_keeps_every_dot_product_and_the_graph(bbc_signals):
+    """Columns renumbered in place, in order: the same rows' products term by term, so the
+    lexical and hybrid graphs are the same bit for bit, with far fewer columns."""
+    emb, x, dense, _ = bbc_signals
+    want_l = S.lexical_knn(x, 10, method="pruned")[:2]
+    want_h = S.hybrid_knn(emb, x, 10, 0.2, dense, want_l)[:2]
+    y = x.copy()
+    c = S.compact_columns(y)
+    assert c.shape[0] == x.shape[0] and c.shape[1] == len(np.unique(x.indices)) < x.shape[1] // 10
+    assert np.array_equal(c.indptr, x.indptr) and np.array_equal(c.data, x.data)
+    # each column becomes its rank among the columns in use (so each row keeps its order)
+    assert np.array_equal(c.indices, np.searchsorted(np.unique(x.indices), x.indices))
+    assert ((c @ c.T) != (x @ x.T)).nnz == 0
+    got_l = S.lexical_knn(c, 10, method="pruned")[:2]
+    got_h = S.hybrid_knn(emb, c, 10, 0.2, dense, got_l)[:2]
+    for a, b in zip(want_l + want_h, got_l + got_h):
+        assert np.array_equal(a, b)

@@ -178,3 +178,37 @@ def test_lexical_from_ids_finds_the_text_neighbours_and_shares_rare_terms(bbc_te
     rare = df <= len(texts) // 50
     shares = [bool(rare[np.intersect1d(x_ids[i].indices, x_ids[j].indices)].any()) for i, j in enumerate(ids[:, 0]) if j >= 0]
     assert np.mean(shares) >= 0.95
+
+
+def _word_pieces_one_by_one(surfaces):
+    """The definition of `word_pieces`, character by character in Python."""
+    from contextsort.similarity import WORD_CONTINUE, WORD_START
+
+    kind = np.zeros(len(surfaces), np.int8)
+    h = np.zeros(len(surfaces), np.uint64)
+    p = np.ones(len(surfaces), np.uint64)
+    ln = np.zeros(len(surfaces), np.int64)
+    for i, s in enumerate(surfaces):
+        body = s.lstrip(" ")
+        if not body or not all(c.isalnum() or c == "_" or 0xDC80 <= ord(c) <= 0xDCFF for c in body):
+            continue
+        kind[i] = WORD_START if len(body) < len(s) else WORD_CONTINUE
+        hv, pv = 0, 1
+        for c in body.lower():
+            hv = (hv * HASH_BASE + ord(c)) & MASK64
+            pv = (pv * HASH_BASE) & MASK64
+        h[i], p[i], ln[i] = hv, pv, len(body)
+    return kind, h, p, ln
+
+
+def test_word_pieces_equal_their_definition(llama2):
+    """Every piece of the real vocabulary, and pieces whose lower case is longer ('İ'),
+    non-ASCII digits and letters, escaped bytes, '_', inner spaces and punctuation."""
+    tricky = ["İ", " İstanbul", "ß", " ΣΑΣ", "٣٤", "_", " a_b", "\udc80\udcff", " caf\udcc3\udca9", "a b", " ",
+              "", "  x", "x.", " x-y", "Ⅻ", "½", "\u00e9", "e\u0301", " 𝔘nicode", "\t", "\udc7f"]
+    surfaces = token_surfaces(llama2) + tricky
+    got, want = word_pieces(surfaces), _word_pieces_one_by_one(surfaces)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
+    kind = got[0]
+    assert kind[-len(tricky):].tolist().count(0) >= 5 and (kind > 0).sum() > 20_000  # both kinds are present

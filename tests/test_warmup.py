@@ -106,7 +106,7 @@ print(json.dumps(compiled))
 """
 
 # what a run still compiles itself beside a warm-up with 4+ cores: its embedder's pooling and the term counting
-RUN_OWN = {"mean_pool_rows", "_mix", "_word_features", "_distinct", "_word_nnz", "_put_counts", "_word_fill"}
+RUN_OWN = {"mean_pool_rows", "_piece_hashes", "_mix", "_word_features", "_distinct", "_word_nnz", "_put_counts", "_word_fill"}
 
 
 def test_late_warmup_caches_the_graph_for_the_next_process(tmp_path):

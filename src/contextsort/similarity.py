@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from .errors import DependencyMissing
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -222,6 +223,9 @@ def token_surfaces(tok) -> list[str]:
     return tok.token_surfaces()
 
 
+WORD_PIECE = re.compile("[\\w\udc80-\udcff]+")  # \w is str.isalnum() or '_'; escaped bytes count as word characters
+
+
 def word_pieces(surfaces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per token id: (kind, hash, base**len, len) of its lower-cased word characters.
 
@@ -230,23 +234,42 @@ def word_pieces(surfaces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.nda
     Word characters are those of the regex \\w (letters, digits, '_') and escaped bytes
     (U+DC80..U+DCFF: pieces of a multi-byte character, most often a letter).
     The hash of a word is then the same however the tokenizer split it into pieces.
+    (The hashes are computed in numba over the code points of all pieces at once: a loop
+    over characters in Python cost 0.1 s per run for a 32k vocabulary.)
     """
     v = len(surfaces)
     kind = np.zeros(v, np.int8)
-    h = np.zeros(v, np.uint64)
-    p = np.ones(v, np.uint64)
     ln = np.zeros(v, np.int64)
+    words, lowered = [], []
     for i, s in enumerate(surfaces):
         body = s.lstrip(" ")
-        if not body or not all(c.isalnum() or c == "_" or 0xDC80 <= ord(c) <= 0xDCFF for c in body):
-            continue
-        kind[i] = WORD_START if len(body) < len(s) else WORD_CONTINUE
-        hv, pv = 0, 1
-        for c in body.lower():  # (a word of escaped bytes hashes differently from its decoded text)
-            hv = (hv * HASH_BASE + ord(c)) & MASK64
-            pv = (pv * HASH_BASE) & MASK64
-        h[i], p[i], ln[i] = hv, pv, len(body)
+        if body and WORD_PIECE.fullmatch(body):
+            kind[i] = WORD_START if len(body) < len(s) else WORD_CONTINUE
+            ln[i] = len(body)
+            words.append(i)
+            lowered.append(body.lower())  # (a word of escaped bytes hashes differently from its decoded text)
+    codes = np.frombuffer("".join(lowered).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    ends = np.cumsum(np.fromiter(map(len, lowered), np.int64, len(lowered)))
+    h = np.zeros(v, np.uint64)
+    p = np.ones(v, np.uint64)
+    _piece_hashes(codes, ends, np.asarray(words, np.int64), np.uint64(HASH_BASE), h, p)
     return kind, h, p, ln
+
+
+@nb.njit(cache=True)
+def _piece_hashes(codes, ends, words, base, h, p):
+    """h[words[w]] = sum of code * base**(places after it) over the w-th piece's code points
+    (the piece codes[ends[w - 1]:ends[w]]), p[words[w]] = base**len, both mod 2**64."""
+    a = 0
+    for w in range(len(words)):
+        hv = np.uint64(0)
+        pv = np.uint64(1)
+        for c in range(a, ends[w]):
+            hv = hv * base + np.uint64(codes[c])
+            pv = pv * base
+        h[words[w]] = hv
+        p[words[w]] = pv
+        a = ends[w]
 
 
 @nb.njit(cache=True)
@@ -281,11 +304,24 @@ def _word_features(tokens, a, n, kind, ph, pp, pl, n_features, buf):
 
 
 @nb.njit(parallel=True, cache=True)
-def _word_nnz(tokens, start, length, kind, ph, pp, pl, n_features, nnz):
-    for i in nb.prange(len(start)):
-        buf = np.empty(length[i] + 1, np.int64)
-        m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
-        nnz[i] = _distinct(buf[:m])
+def _word_nnz(tokens, start, length, kind, ph, pp, pl, n_features, n_chunks, nnz):
+    """Distinct features per document, counted with a stamp per feature (the document that
+    last saw it) instead of a sort: chunks of documents in parallel, one stamp array each."""
+    n = len(start)
+    step = (n + n_chunks - 1) // n_chunks
+    for c in nb.prange(n_chunks):
+        seen = np.full(n_features, -1, np.int32)
+        buf = np.empty(0, np.int64)
+        for i in range(c * step, min(n, (c + 1) * step)):
+            if len(buf) < length[i] + 1:
+                buf = np.empty(2 * (length[i] + 1), np.int64)
+            m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
+            u = 0
+            for e in range(m):
+                f = buf[e]
+                u += seen[f] != i
+                seen[f] = i
+            nnz[i] = u
 
 
 @nb.njit(parallel=True, cache=True)
@@ -307,7 +343,7 @@ def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, 
     start = np.ascontiguousarray(start, dtype=np.int64)
     length = np.ascontiguousarray(length, dtype=np.int64)
     nnz = np.zeros(len(start), dtype=np.int64)
-    _word_nnz(tokens, start, length, kind, ph, pp, pl, int(n_features), nnz)
+    _word_nnz(tokens, start, length, kind, ph, pp, pl, int(n_features), 4 * nb.get_num_threads(), nnz)
     indptr = np.zeros(len(start) + 1, dtype=np.int64)
     np.cumsum(nnz, out=indptr[1:])
     indices = np.empty(int(indptr[-1]), dtype=np.int32)
@@ -452,6 +488,29 @@ def lexical_vectors(texts: Iterable[str], weighting: str = "tfidf", stop_words: 
     return LexicalModel.fit(counts, weighting).transform(counts)
 
 
+def compact_columns(x):
+    """CSR x with its columns renumbered 0..u-1 (u: the columns in use), in place, keeping
+    their order: each row's entries stay in the same order, so every dot product (and the
+    sum of its products, term by term) is the same, bit for bit. Returns the matrix of shape
+    [n, u] over the same arrays. Why: the rescoring scatters a row into a dense array of
+    x.shape[1] floats per thread and reads it at random: 30k columns in use at 31k documents
+    fit in a core's cache, the 1M hashed columns (4 MB) do not."""
+    import scipy.sparse as sp
+
+    used = term_df(x) > 0
+    new_id = np.cumsum(used, dtype=np.int64) - 1
+    _renumber(x.indices, new_id)
+    y = sp.csr_matrix((x.data, x.indices, x.indptr), shape=(x.shape[0], max(1, int(used.sum()))), copy=False)
+    y.has_sorted_indices = x.has_sorted_indices
+    return y
+
+
+@nb.njit(cache=True)
+def _renumber(indices, new_id):
+    for e in range(len(indices)):
+        indices[e] = new_id[indices[e]]
+
+
 def prune_rows(x, top_terms: int = 64, max_df: int = 1000):
     """Each row's `top_terms` heaviest terms, without terms in more than `max_df` documents.
 
@@ -511,7 +570,19 @@ def _prune_row(indices, data, a, b, df, max_df, m, out_i, out_v):
 
 @nb.njit(parallel=True, cache=True)
 def _prune_count(indptr, indices, data, df, max_df, m, nnz):
+    """Entries `_prune_row` keeps per row. A row without negative (or NaN) weights keeps its
+    m heaviest nonzero ones, so only the nonzero count is needed (no sort): min(m, nonzeros)."""
     for i in nb.prange(len(indptr) - 1):
+        nonzero = 0
+        plain = True
+        for e in range(indptr[i], indptr[i + 1]):
+            if df[indices[e]] <= max_df:
+                v = data[e]
+                nonzero += v != 0.0
+                plain &= v >= 0.0
+        if plain:
+            nnz[i] = min(m, nonzero)
+            continue
         w = indptr[i + 1] - indptr[i]
         out_i = np.empty(w, indices.dtype)
         out_v = np.empty(w, data.dtype)
@@ -535,47 +606,83 @@ def _prune_fill(indptr, indices, data, df, max_df, m, y_ptr, y_ind, y_data):
 # ---------------------------------------------------------------------------
 
 
+@nb.njit(inline="always")
+def _ranks_below(s_a, i_a, s_b, i_b):
+    """(s_a, i_a) comes after (s_b, i_b) in a kNN list: lower similarity, or equal and higher id."""
+    return s_a < s_b or (s_a == s_b and i_a > i_b)
+
+
+@nb.njit(cache=True)
+def _heap_sift_down(hs, hi, size, pos, v, j):
+    """Put (v, j) at `pos` of the heap hs/hi[:size] (root = the entry ranked last) and sift it down."""
+    while True:
+        c = 2 * pos + 1
+        if c >= size:
+            break
+        if c + 1 < size and _ranks_below(hs[c + 1], hi[c + 1], hs[c], hi[c]):
+            c += 1
+        if _ranks_below(hs[c], hi[c], v, j):
+            hs[pos] = hs[c]
+            hi[pos] = hi[c]
+            pos = c
+        else:
+            break
+    hs[pos] = v
+    hi[pos] = j
+
+
 @nb.njit(cache=True)
 def _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s):
     """Rows r0..r1-1 (output rows r - first): dot products with every row sharing a term (scatter over the term's
     postings, in the row's term order: the sums of a sparse product), then the top k by
-    (decreasing similarity, increasing id); self and non-positive scores skipped."""
+    (decreasing similarity, increasing id); self and non-positive scores skipped.
+
+    Why it is fast: the scatter has no branch (a row's first touch is counted, not tested:
+    `touched` needs one spare slot), and the top k is a heap whose root is the entry ranked
+    last, so a candidate that enters costs log k moves, not k (the scatter is 2/3 of the time).
+    The result is the same as a full sort: the top k under a total order."""
     k = out_i.shape[1]
-    best_i = np.empty(k, np.int64)
-    best_s = np.empty(k, np.float64)
+    hs = np.empty(k, np.float32)
+    hi = np.empty(k, np.int64)
     for r in range(r0, r1):
         m = 0
         for e in range(indptr[r], indptr[r + 1]):
             w = data[e]
             t = indices[e]
             for p in range(t_ptr[t], t_ptr[t + 1]):
-                j = t_rows[p]
-                if acc[j] == 0.0:
-                    touched[m] = j
-                    m += 1
-                acc[j] += w * t_data[p]
+                j = np.uint64(t_rows[p])  # unsigned: no wraparound check for negative indices
+                a = acc[j]
+                touched[np.uint64(m)] = j
+                m += a == 0.0
+                acc[j] = a + w * t_data[p]
+        acc[r] = 0.0  # never its own neighbour
         filled = 0
         for u in range(m):
             j = touched[u]
-            v = np.float64(acc[j])
-            acc[j] = 0.0
-            if j == r or not v > 0.0:
+            v = acc[np.uint64(j)]
+            acc[np.uint64(j)] = 0.0
+            if not v > 0.0:
                 continue
-            if filled == k and (v < best_s[k - 1] or (v == best_s[k - 1] and j > best_i[k - 1])):
-                continue
-            pos = filled if filled < k else k - 1  # insertion into the sorted top k
-            while pos > 0 and (best_s[pos - 1] < v or (best_s[pos - 1] == v and best_i[pos - 1] > j)):
-                if pos < k:
-                    best_s[pos] = best_s[pos - 1]
-                    best_i[pos] = best_i[pos - 1]
-                pos -= 1
-            best_s[pos] = v
-            best_i[pos] = j
-            if filled < k:
+            if filled < k:  # sift up
+                pos = filled
                 filled += 1
-        for u in range(filled):
-            out_i[r - first, u] = best_i[u]
-            out_s[r - first, u] = best_s[u]
+                while pos > 0:
+                    par = (pos - 1) >> 1
+                    if not _ranks_below(v, j, hs[par], hi[par]):
+                        break
+                    hs[pos] = hs[par]
+                    hi[pos] = hi[par]
+                    pos = par
+                hs[pos] = v
+                hi[pos] = j
+            elif _ranks_below(hs[0], hi[0], v, j):
+                _heap_sift_down(hs, hi, k, 0, v, j)
+        # the heap in order: the entry ranked last leaves the root for the back, filled times
+        for last in range(filled - 1, -1, -1):
+            out_s[r - first, last] = hs[0]
+            out_i[r - first, last] = hi[0]
+            if last > 0:
+                _heap_sift_down(hs, hi, last, 0, hs[last], hi[last])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -590,7 +697,7 @@ def _postings_topk(indptr, indices, data, t_ptr, t_rows, t_data, first, n_docs, 
         if r0 >= r1:
             continue
         acc = np.zeros(n_docs, np.float32)
-        touched = np.empty(n_docs, np.int64)
+        touched = np.empty(n_docs + 1, np.int64)
         _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s)
 
 
@@ -710,10 +817,12 @@ def _dense_dot(emb, a, b):
 
 
 @nb.njit(parallel=True, cache=True)
-def _rescore(cand, first, has_dense, dots, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s):
-    """`_rescore_rows` over chunks of rows in parallel (rows are independent: same result)."""
+def _rescore(cand, first, has_dense, dots, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d, lo_l, sc_l, reserve,
+             n_chunks, out_i, out_s):
+    """`_rescore_rows` over `n_chunks` chunks of rows in parallel (rows are independent: same
+    result). Each chunk zeroes a row of n_features floats (4 MB for 2**20 hashed columns), so chunks are few."""
     n = cand.shape[0]
-    n_chunks = min(n, 64)
+    n_chunks = min(n, n_chunks)
     step = (n + n_chunks - 1) // n_chunks if n_chunks else 0
     for c in nb.prange(n_chunks):
         row = np.zeros(n_features if has_lex else 1, np.float32)
@@ -724,13 +833,30 @@ def _rescore(cand, first, has_dense, dots, has_lex, indptr, indices, data, n_fea
 @nb.njit(cache=True)
 def _gather_dot(indptr, indices, data, j, row):
     """Dot product of sparse row j with the row scattered into the dense `row`: the same
-    products, summed in the same (column) order, as `_sparse_dot`, without the merge's branches."""
+    products, summed in the same (column) order, as `_sparse_dot`, without the merge's branches
+    (the products of columns the row lacks are zeros, which leave a sum of finite floats as it is)."""
     s = 0.0
     for e in range(indptr[j], indptr[j + 1]):
-        v = row[indices[e]]
-        if v != 0.0:
-            s += float(v) * float(data[e])
+        s += float(row[np.uint64(indices[e])]) * float(data[e])  # unsigned: no wraparound check
     return s
+
+
+@nb.njit(cache=True)
+def _gather_dot2(indptr, indices, data, ja, jb, row):
+    """`_gather_dot` of rows ja and jb, their sums interleaved: two independent chains of
+    additions keep the core busy where one waits on each addition (same sums, bit for bit)."""
+    a, b = indptr[ja], indptr[jb]
+    la, lb = indptr[ja + 1] - a, indptr[jb + 1] - b
+    sa = 0.0
+    sb = 0.0
+    for q in range(min(la, lb)):
+        sa += float(row[np.uint64(indices[a + q])]) * float(data[a + q])
+        sb += float(row[np.uint64(indices[b + q])]) * float(data[b + q])
+    for q in range(lb, la):
+        sa += float(row[np.uint64(indices[a + q])]) * float(data[a + q])
+    for q in range(la, lb):
+        sb += float(row[np.uint64(indices[b + q])]) * float(data[b + q])
+    return sa, sb
 
 
 @nb.njit(cache=True)
@@ -758,24 +884,26 @@ def _rescore_rows(r0, r1, first, cand, has_dense, dots, has_lex, indptr, indices
             if j < 0 or j == doc:
                 continue
             dup = False
-            for u in range(c):
-                if buf_i[u] == j:
-                    dup = True
-                    break
+            for u in range(c):  # no early exit: the compiler checks several at once
+                dup |= buf_i[u] == j
             if dup:
                 continue
-            dd = dots[i, t] if has_dense else 0.0
-            ll = _gather_dot(indptr, indices, data, j, row) if has_lex else 0.0
             buf_i[c] = j
-            buf_d[c] = dd
-            buf_l[c] = ll
+            buf_d[c] = dots[i, t] if has_dense else 0.0
+            buf_l[c] = 0.0
+            c += 1
+        if has_lex:  # the candidates' lexical dots, two at a time
+            for u in range(0, c - 1, 2):
+                buf_l[u], buf_l[u + 1] = _gather_dot2(indptr, indices, data, buf_i[u], buf_i[u + 1], row)
+            if c % 2:
+                buf_l[c - 1] = _gather_dot(indptr, indices, data, buf_i[c - 1], row)
+        for u in range(c):
             s = 0.0
             if has_dense:
-                s += w_dense * (dd - lo_d) / sc_d
+                s += w_dense * (buf_d[u] - lo_d) / sc_d
             if has_lex:
-                s += (1.0 - w_dense) * (ll - lo_l) / sc_l
-            buf_s[c] = s
-            c += 1
+                s += (1.0 - w_dense) * (buf_l[u] - lo_l) / sc_l
+            buf_s[u] = s
         # the best `take` by decreasing score, then increasing id (deterministic), by insertion:
         # no sort of all c candidates (and none of numba's sorts, slow to compile on a first run)
         take = min(kk, c)
@@ -838,17 +966,34 @@ def _rescore_rows(r0, r1, first, cand, has_dense, dots, has_lex, indptr, indices
 @nb.njit(nogil=True, cache=True)
 def _slab_dots(queries, slab, s0, cand, pairs, dots):
     """dots[i, t] = queries[i] . slab[cand[i, t] - s0] for the flat pair indices p = i * c + t in
-    `pairs`: the products and summation order of `_dense_dot` (bit-identical results).
+    `pairs`: the products and summation order of `_dense_dot` (bit-identical results), four
+    pairs at a time (four independent chains of additions: one alone waits on each addition).
     Serial and without the GIL: `candidate_dots` runs one slab per thread."""
     c = cand.shape[1]
-    for u in range(len(pairs)):
+    dim = queries.shape[1]
+    n4 = len(pairs) - len(pairs) % 4
+    for u in range(0, n4, 4):
+        i0, i1, i2, i3 = pairs[u] // c, pairs[u + 1] // c, pairs[u + 2] // c, pairs[u + 3] // c
+        t0, t1, t2, t3 = pairs[u] - i0 * c, pairs[u + 1] - i1 * c, pairs[u + 2] - i2 * c, pairs[u + 3] - i3 * c
+        j0, j1, j2, j3 = cand[i0, t0] - s0, cand[i1, t1] - s0, cand[i2, t2] - s0, cand[i3, t3] - s0
+        a0 = a1 = a2 = a3 = 0.0
+        for d in range(dim):
+            a0 += float(queries[i0, d]) * float(slab[j0, d])
+            a1 += float(queries[i1, d]) * float(slab[j1, d])
+            a2 += float(queries[i2, d]) * float(slab[j2, d])
+            a3 += float(queries[i3, d]) * float(slab[j3, d])
+        dots[i0, t0] = a0
+        dots[i1, t1] = a1
+        dots[i2, t2] = a2
+        dots[i3, t3] = a3
+    for u in range(n4, len(pairs)):
         i = pairs[u] // c
         t = pairs[u] - i * c
         j = cand[i, t] - s0
-        s = 0.0
-        for d in range(queries.shape[1]):
-            s += float(queries[i, d]) * float(slab[j, d])
-        dots[i, t] = s
+        a = 0.0
+        for d in range(dim):
+            a += float(queries[i, d]) * float(slab[j, d])
+        dots[i, t] = a
 
 
 @nb.njit(cache=True)
@@ -963,7 +1108,7 @@ def rescore(
         cand, int(first), has_d, dots, has_l, indptr, indices, data,
         int(lexical.shape[1]) if has_l else 1, w,
         float(dense_scale[0]), float(dense_scale[1]) or 1.0, float(lexical_scale[0]), float(lexical_scale[1]) or 1.0,
-        bool(reserve), ids, sims,
+        bool(reserve), 4 * nb.get_num_threads(), ids, sims,
     )
     if has_l and not has_d:
         ids[~(sims > 0)] = -1  # lexical alone: no shared term, no edge
@@ -1079,7 +1224,8 @@ def similarity_graph(
     `dense_knn` (ids, sims) reuses a dense kNN already computed (the runner computes it
     once for dedup); otherwise it is computed here with FAISS. `lexical`: unit-norm sparse
     vectors already built (`lexical_vectors_from_ids` of the token store); `texts` is then
-    not read. `overwrite_dense`: the hybrid graph may be written over dense_knn's arrays
+    not read. Its column numbers are compacted in place (`compact_columns`: the dot
+    products of its rows do not change). `overwrite_dense`: the hybrid graph may be written over dense_knn's arrays
     (`hybrid_knn`). `emb` may be a `rowfile.RowFile`: the hybrid then reads the rows it needs
     with explicit reads, and no page of the file enters the process's resident set.
     """
@@ -1097,6 +1243,7 @@ def similarity_graph(
     if similarity == "dense":
         return dense_knn[0], dense_knn[1], SimilarityInfo("dense", dense_knn[0].shape[1])
     x = lexical if lexical is not None else lexical_vectors(texts, weighting)
+    x = compact_columns(x.tocsr().astype(np.float32, copy=False))
     l_ids, l_sims, lp = lexical_knn(x, k, method=lexical_method)
     params = {"weighting": weighting, "lexical": lp}
     if similarity == "lexical":
