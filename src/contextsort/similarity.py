@@ -43,6 +43,7 @@ import numpy as np
 
 from .rowfile import SLAB_BYTES, RowFile, for_each_slab, row_source
 from .sorting import sort_inplace
+from .threads import over_row_ranges
 
 SIMILARITIES = ("dense", "lexical", "hybrid")
 WEIGHTINGS = ("tfidf", "bm25")
@@ -303,30 +304,27 @@ def _word_features(tokens, a, n, kind, ph, pp, pl, n_features, buf):
     return m
 
 
-@nb.njit(parallel=True, cache=True)
-def _word_nnz(tokens, start, length, kind, ph, pp, pl, n_features, n_chunks, nnz):
-    """Distinct features per document, counted with a stamp per feature (the document that
-    last saw it) instead of a sort: chunks of documents in parallel, one stamp array each."""
-    n = len(start)
-    step = (n + n_chunks - 1) // n_chunks
-    for c in nb.prange(n_chunks):
-        seen = np.full(n_features, -1, np.int32)
-        buf = np.empty(0, np.int64)
-        for i in range(c * step, min(n, (c + 1) * step)):
-            if len(buf) < length[i] + 1:
-                buf = np.empty(2 * (length[i] + 1), np.int64)
-            m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
-            u = 0
-            for e in range(m):
-                f = buf[e]
-                u += seen[f] != i
-                seen[f] = i
-            nnz[i] = u
+@nb.njit(nogil=True, cache=True)
+def _word_nnz_rows(r0, r1, tokens, start, length, kind, ph, pp, pl, n_features, nnz):
+    """Distinct features of documents r0..r1-1, counted with a stamp per feature (the document
+    that last saw it) instead of a sort; one stamp array per range (`threads.over_row_ranges`)."""
+    seen = np.full(n_features, -1, np.int32)
+    buf = np.empty(0, np.int64)
+    for i in range(r0, r1):
+        if len(buf) < length[i] + 1:
+            buf = np.empty(2 * (length[i] + 1), np.int64)
+        m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
+        u = 0
+        for e in range(m):
+            f = buf[e]
+            u += seen[f] != i
+            seen[f] = i
+        nnz[i] = u
 
 
-@nb.njit(parallel=True, cache=True)
-def _word_fill(tokens, start, length, kind, ph, pp, pl, n_features, indptr, indices, data):
-    for i in nb.prange(len(start)):
+@nb.njit(nogil=True, cache=True)
+def _word_fill_rows(r0, r1, tokens, start, length, kind, ph, pp, pl, n_features, indptr, indices, data):
+    for i in range(r0, r1):
         buf = np.empty(length[i] + 1, np.int64)
         m = _word_features(tokens, start[i], length[i], kind, ph, pp, pl, n_features, buf)
         _put_counts(buf[:m], indptr[i], indices, data)
@@ -343,12 +341,12 @@ def word_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, 
     start = np.ascontiguousarray(start, dtype=np.int64)
     length = np.ascontiguousarray(length, dtype=np.int64)
     nnz = np.zeros(len(start), dtype=np.int64)
-    _word_nnz(tokens, start, length, kind, ph, pp, pl, int(n_features), 4 * nb.get_num_threads(), nnz)
+    over_row_ranges(_word_nnz_rows, len(start), tokens, start, length, kind, ph, pp, pl, int(n_features), nnz)
     indptr = np.zeros(len(start) + 1, dtype=np.int64)
     np.cumsum(nnz, out=indptr[1:])
     indices = np.empty(int(indptr[-1]), dtype=np.int32)
     data = np.empty(int(indptr[-1]), dtype=np.float32)
-    _word_fill(tokens, start, length, kind, ph, pp, pl, int(n_features), indptr, indices, data)
+    over_row_ranges(_word_fill_rows, len(start), tokens, start, length, kind, ph, pp, pl, int(n_features), indptr, indices, data)
     x = sp.csr_matrix((data, indices, indptr), shape=(len(start), int(n_features)))
     x.has_sorted_indices = True
     return x
@@ -685,20 +683,13 @@ def _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_d
                 _heap_sift_down(hs, hi, last, 0, hs[last], hi[last])
 
 
-@nb.njit(parallel=True, cache=True)
-def _postings_topk(indptr, indices, data, t_ptr, t_rows, t_data, first, n_docs, n_chunks, out_i, out_s):
-    """Top k of rows first..first+len(out_i)-1 over chunks of rows in parallel (same result
-    for any number of threads)."""
-    n = out_i.shape[0]
-    step = (n + n_chunks - 1) // n_chunks
-    for c in nb.prange(n_chunks):
-        r0 = first + c * step
-        r1 = min(first + n, r0 + step)
-        if r0 >= r1:
-            continue
-        acc = np.zeros(n_docs, np.float32)
-        touched = np.empty(n_docs + 1, np.int64)
-        _postings_topk_rows(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s)
+@nb.njit(nogil=True, cache=True)
+def _postings_topk_range(r0, r1, first, indptr, indices, data, t_ptr, t_rows, t_data, n_docs, out_i, out_s):
+    """`_postings_topk_rows` of output rows r0..r1-1 (rows first + r0.. of the matrix) with
+    scatter arrays of their own (`threads.over_row_ranges`: same result for any thread count)."""
+    acc = np.zeros(n_docs, np.float32)
+    touched = np.empty(n_docs + 1, np.int64)
+    _postings_topk_rows(first + r0, first + r1, first, indptr, indices, data, t_ptr, t_rows, t_data, acc, touched, out_i, out_s)
 
 
 def postings(x):
@@ -718,8 +709,8 @@ def postings_topk(x, xt, k: int, first: int, last: int) -> tuple[np.ndarray, np.
     out_s = np.zeros((last - first, k), dtype=np.float64)
     if k == 0 or last <= first:
         return ids, out_s
-    n_chunks = max(1, min(last - first, 4 * nb.get_num_threads()))
-    _postings_topk(x.indptr, x.indices, x.data, xt.indptr, xt.indices, xt.data, first, n, n_chunks, ids, out_s)
+    over_row_ranges(_postings_topk_range, last - first, first, x.indptr, x.indices, x.data, xt.indptr, xt.indices, xt.data,
+                    n, ids, out_s)
     return ids, out_s
 
 
@@ -816,18 +807,15 @@ def _dense_dot(emb, a, b):
     return s
 
 
-@nb.njit(parallel=True, cache=True)
-def _rescore(cand, first, has_dense, dots, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d, lo_l, sc_l, reserve,
-             n_chunks, out_i, out_s):
-    """`_rescore_rows` over `n_chunks` chunks of rows in parallel (rows are independent: same
-    result). Each chunk zeroes a row of n_features floats (4 MB for 2**20 hashed columns), so chunks are few."""
-    n = cand.shape[0]
-    n_chunks = min(n, n_chunks)
-    step = (n + n_chunks - 1) // n_chunks if n_chunks else 0
-    for c in nb.prange(n_chunks):
-        row = np.zeros(n_features if has_lex else 1, np.float32)
-        _rescore_rows(c * step, min(n, (c + 1) * step), first, cand, has_dense, dots, has_lex, indptr, indices, data, row,
-                      w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s)
+@nb.njit(nogil=True, cache=True)
+def _rescore_range(r0, r1, cand, first, has_dense, dots, has_lex, indptr, indices, data, n_features, w_dense, lo_d, sc_d,
+                   lo_l, sc_l, reserve, out_i, out_s):
+    """`_rescore_rows` of rows r0..r1-1 with a row of its own (rows are independent: the same
+    result for any split, `threads.over_row_ranges`). Each range zeroes a row of n_features
+    floats (4 MB for 2**20 hashed columns), so ranges are few."""
+    row = np.zeros(n_features if has_lex else 1, np.float32)
+    _rescore_rows(r0, r1, first, cand, has_dense, dots, has_lex, indptr, indices, data, row,
+                  w_dense, lo_d, sc_d, lo_l, sc_l, reserve, out_i, out_s)
 
 
 @nb.njit(cache=True)
@@ -1104,11 +1092,11 @@ def rescore(
         indptr, indices, data = lexical.indptr, lexical.indices, np.asarray(lexical.data, dtype=np.float32)
     else:
         indptr, indices, data = np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
-    _rescore(
-        cand, int(first), has_d, dots, has_l, indptr, indices, data,
+    over_row_ranges(
+        _rescore_range, len(cand), cand, int(first), has_d, dots, has_l, indptr, indices, data,
         int(lexical.shape[1]) if has_l else 1, w,
         float(dense_scale[0]), float(dense_scale[1]) or 1.0, float(lexical_scale[0]), float(lexical_scale[1]) or 1.0,
-        bool(reserve), 4 * nb.get_num_threads(), ids, sims,
+        bool(reserve), ids, sims,
     )
     if has_l and not has_d:
         ids[~(sims > 0)] = -1  # lexical alone: no shared term, no edge
