@@ -34,50 +34,54 @@ def disk_full(path: str | os.PathLike) -> ResourceError:
 
 
 @contextmanager
+def removed_on_failure(path: str | os.PathLike) -> Iterator[Path]:
+    """The temporary name of `path` for the block to write; removed when the block fails (a
+    full disk raised as the clear `disk_full` error)."""
+    tmp = tmp_path(path)
+    try:
+        yield tmp
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise disk_full(path) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
     """Open a temporary file for writing; on success it replaces `path`, on failure it is removed."""
     path = Path(path)
-    tmp = tmp_path(path)
-    try:
+    with removed_on_failure(path) as tmp:
         with open(tmp, mode, encoding=encoding if "b" not in mode else None) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            raise disk_full(path) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
-def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Fsync a file written elsewhere (a memory map, a writer library) and rename it to `path`."""
-    fd = os.open(tmp, os.O_RDONLY)
+def fsync_file(path: str | os.PathLike) -> None:
+    """Get a closed file's bytes onto the disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Fsync a file written elsewhere (a memory map, a writer library) and rename it to `path`."""
+    fsync_file(tmp)
     os.replace(tmp, path)
 
 
 def write_unsynced(path: str | os.PathLike, write: Callable[[IO], object]) -> Path:
     """Write `path`'s temporary file with `write(fh)` (binary), not yet fsynced nor renamed: for `commit_many`."""
-    tmp = tmp_path(path)
-    try:
+    with removed_on_failure(path) as tmp:
         with open(tmp, "wb") as fh:
             write(fh)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            raise disk_full(path) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return tmp
 
 
@@ -87,20 +91,13 @@ def commit_many(pairs: list[tuple[str | os.PathLike, str | os.PathLike]]) -> Non
     renamed in the given order. A file is never renamed before it is on the disk."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def sync(tmp) -> None:
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     try:
         if len(pairs) > 1:
             with ThreadPoolExecutor(len(pairs)) as pool:
-                list(pool.map(sync, [tmp for tmp, _ in pairs]))
+                list(pool.map(fsync_file, [tmp for tmp, _ in pairs]))
         else:
             for tmp, _ in pairs:
-                sync(tmp)
+                fsync_file(tmp)
     except OSError as e:
         for tmp, _ in pairs:
             Path(tmp).unlink(missing_ok=True)
