@@ -156,9 +156,9 @@ def _distinct(values):
     return u
 
 
-@nb.njit(parallel=True, cache=True)
-def _count_nnz(tokens, start, length, bigrams, n_uni, n_features, nnz):
-    for i in nb.prange(len(start)):
+@nb.njit(nogil=True, cache=True)
+def _count_nnz_rows(r0, r1, tokens, start, length, bigrams, n_uni, n_features, nnz):
+    for i in range(r0, r1):
         buf = np.empty(2 * length[i], np.int64)
         m = _id_features(tokens, start[i], length[i], bigrams, n_uni, n_features, buf)
         nnz[i] = _distinct(buf[:m])
@@ -179,9 +179,9 @@ def _put_counts(features, first, indices, data):
             data[o] += 1.0
 
 
-@nb.njit(parallel=True, cache=True)
-def _fill_counts(tokens, start, length, bigrams, n_uni, n_features, indptr, indices, data):
-    for i in nb.prange(len(start)):
+@nb.njit(nogil=True, cache=True)
+def _fill_counts_rows(r0, r1, tokens, start, length, bigrams, n_uni, n_features, indptr, indices, data):
+    for i in range(r0, r1):
         buf = np.empty(2 * length[i], np.int64)
         m = _id_features(tokens, start[i], length[i], bigrams, n_uni, n_features, buf)
         _put_counts(buf[:m], indptr[i], indices, data)
@@ -203,12 +203,13 @@ def id_term_counts(tokens: np.ndarray, start: np.ndarray, length: np.ndarray, vo
     length = np.ascontiguousarray(length, dtype=np.int64)
     n_uni = int(min(vocab_size, n_features // 2))
     nnz = np.zeros(len(start), dtype=np.int64)
-    _count_nnz(tokens, start, length, bool(bigrams), n_uni, int(n_features), nnz)
+    over_row_ranges(_count_nnz_rows, len(start), tokens, start, length, bool(bigrams), n_uni, int(n_features), nnz)
     indptr = np.zeros(len(start) + 1, dtype=np.int64)
     np.cumsum(nnz, out=indptr[1:])
     indices = np.empty(int(indptr[-1]), dtype=np.int32)
     data = np.empty(int(indptr[-1]), dtype=np.float32)
-    _fill_counts(tokens, start, length, bool(bigrams), n_uni, int(n_features), indptr, indices, data)
+    over_row_ranges(_fill_counts_rows, len(start), tokens, start, length, bool(bigrams), n_uni, int(n_features), indptr,
+                    indices, data)
     x = sp.csr_matrix((data, indices, indptr), shape=(len(start), int(n_features)))
     x.has_sorted_indices = True
     return x
@@ -522,12 +523,12 @@ def prune_rows(x, top_terms: int = 64, max_df: int = 1000):
     df = term_df(x)
     n = x.shape[0]
     nnz = np.zeros(n, dtype=np.int64)
-    _prune_count(x.indptr, x.indices, x.data, df, int(max_df), int(top_terms), nnz)
+    over_row_ranges(_prune_count_rows, n, x.indptr, x.indices, x.data, df, int(max_df), int(top_terms), nnz)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(nnz, out=indptr[1:])
     indices = np.empty(int(indptr[-1]), dtype=x.indices.dtype)
     data = np.empty(int(indptr[-1]), dtype=x.data.dtype)
-    _prune_fill(x.indptr, x.indices, x.data, df, int(max_df), int(top_terms), indptr, indices, data)
+    over_row_ranges(_prune_fill_rows, n, x.indptr, x.indices, x.data, df, int(max_df), int(top_terms), indptr, indices, data)
     y = sp.csr_matrix((data, indices, indptr), shape=x.shape)
     y.has_sorted_indices = x.has_sorted_indices
     return y
@@ -566,11 +567,11 @@ def _prune_row(indices, data, a, b, df, max_df, m, out_i, out_v):
     return c
 
 
-@nb.njit(parallel=True, cache=True)
-def _prune_count(indptr, indices, data, df, max_df, m, nnz):
-    """Entries `_prune_row` keeps per row. A row without negative (or NaN) weights keeps its
-    m heaviest nonzero ones, so only the nonzero count is needed (no sort): min(m, nonzeros)."""
-    for i in nb.prange(len(indptr) - 1):
+@nb.njit(nogil=True, cache=True)
+def _prune_count_rows(r0, r1, indptr, indices, data, df, max_df, m, nnz):
+    """Entries `_prune_row` keeps per row, rows r0..r1-1. A row without negative (or NaN) weights
+    keeps its m heaviest nonzero ones, so only the nonzero count is needed (no sort): min(m, nonzeros)."""
+    for i in range(r0, r1):
         nonzero = 0
         plain = True
         for e in range(indptr[i], indptr[i + 1]):
@@ -587,9 +588,9 @@ def _prune_count(indptr, indices, data, df, max_df, m, nnz):
         nnz[i] = _prune_row(indices, data, indptr[i], indptr[i + 1], df, max_df, m, out_i, out_v)
 
 
-@nb.njit(parallel=True, cache=True)
-def _prune_fill(indptr, indices, data, df, max_df, m, y_ptr, y_ind, y_data):
-    for i in nb.prange(len(indptr) - 1):
+@nb.njit(nogil=True, cache=True)
+def _prune_fill_rows(r0, r1, indptr, indices, data, df, max_df, m, y_ptr, y_ind, y_data):
+    for i in range(r0, r1):
         w = indptr[i + 1] - indptr[i]
         out_i = np.empty(w, indices.dtype)
         out_v = np.empty(w, data.dtype)
