@@ -312,6 +312,21 @@ def insert_best(best_s, best_i, acc, j):
     best_i[pos] = j
 
 
+@nb.njit(cache=True, inline="always")
+def no_best(k):
+    """The k best of a row before any candidate: (scores -inf, ids past every real id)."""
+    return np.full(k, -np.inf, dtype=np.float32), np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
+
+
+@nb.njit(cache=True, inline="always")
+def store_best(best_s, best_i, out_s, out_i, r):
+    """Row r of the outputs: the entries `insert_best` filled (the rest stay 0 / -1)."""
+    for t in range(len(best_s)):
+        if best_i[t] != np.iinfo(np.int64).max:
+            out_s[r, t] = best_s[t]
+            out_i[r, t] = best_i[t]
+
+
 @nb.njit(cache=True, parallel=True, fastmath=True)
 def rerank_scored(scores, cand, k):
     """`rerank_rows`' selection over precomputed scores: per query row the k best candidates
@@ -320,18 +335,14 @@ def rerank_scored(scores, cand, k):
     out_s = np.zeros((nq, k), dtype=np.float32)
     out_i = np.full((nq, k), -1, dtype=np.int64)
     for r in nb.prange(nq):
-        best_s = np.full(k, -np.inf, dtype=np.float32)
-        best_i = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
+        best_s, best_i = no_best(k)
         for c in range(nc):
             j = cand[r, c]
             if j < 0:
                 continue
             acc = scores[r, c]
             insert_best(best_s, best_i, acc, j)
-        for t in range(k):
-            if best_i[t] != np.iinfo(np.int64).max:
-                out_s[r, t] = best_s[t]
-                out_i[r, t] = best_i[t]
+        store_best(best_s, best_i, out_s, out_i, r)
     return out_s, out_i
 
 
@@ -353,8 +364,7 @@ def rerank_rows(emb, q, cand, k):
     out_s = np.zeros((nq, k), dtype=np.float32)
     out_i = np.full((nq, k), -1, dtype=np.int64)
     for r in nb.prange(nq):
-        best_s = np.full(k, -np.inf, dtype=np.float32)
-        best_i = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
+        best_s, best_i = no_best(k)
         for c in range(nc):
             j = cand[r, c]
             if j < 0:
@@ -363,10 +373,7 @@ def rerank_rows(emb, q, cand, k):
             for t in range(q.shape[1]):
                 acc += q[r, t] * emb[j, t]
             insert_best(best_s, best_i, acc, j)
-        for t in range(k):
-            if best_i[t] != np.iinfo(np.int64).max:
-                out_s[r, t] = best_s[t]
-                out_i[r, t] = best_i[t]
+        store_best(best_s, best_i, out_s, out_i, r)
     return out_s, out_i
 
 
