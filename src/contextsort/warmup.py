@@ -135,11 +135,11 @@ def compile_order_and_metrics(tmp: Path) -> None:
 PARTS = {"signal": compile_signal_kernels, "order": compile_order_and_metrics}
 
 
-def compile_hot_loops(late_only: bool = False, parts: tuple[str, ...] = ("order",)) -> float:
+def compile_hot_loops(late_only: bool = False) -> float:
     """Run the default pipeline on a tiny corpus; return seconds.
 
-    `late_only` is for a warm-up beside a first run: it first compiles `parts` straight from
-    tiny arrays (by default the graph, order and metrics, the stages the run reaches last), then
+    `late_only` is for a warm-up beside a first run: it first compiles the graph, order and
+    metrics (the stages the run reaches last) straight from tiny arrays, then
     the rest of the late stages (dedup, write) through a pipeline without the wordllama pooling
     and the lexical signal. On 2 cores the run compiles the signal's kernels itself meanwhile:
     a warm-up that did them first reached the order after the run did, and both compiled it
@@ -150,8 +150,7 @@ def compile_hot_loops(late_only: bool = False, parts: tuple[str, ...] = ("order"
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="contextsort-warmup-") as tmp:
         if late_only:
-            for part in parts:
-                PARTS[part](Path(tmp))
+            compile_order_and_metrics(Path(tmp))
         corpus = Path(tmp) / "warmup.jsonl"
         warmup_corpus(corpus)
         options = {"embedder": "tfidf:16", "similarity": "dense"} if late_only else {}
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.late and (os.cpu_count() or 1) >= 4:  # cores for the run and two warm-ups: the signal's kernels in a second one
         helper = subprocess.Popen([sys.executable, "-m", "contextsort.warmup", "--part", "signal"],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    secs = compile_hot_loops(late_only=a.late, parts=("order",))
+    secs = compile_hot_loops(late_only=a.late)
     if helper is not None:
         helper.wait()
     mark_warm()  # after --late too: the run beside it caches the early stages itself
