@@ -6,6 +6,10 @@ words (about 31k documents, 22 MB of JSONL), and the same rows as Parquet (row g
 
 - `raw_read`: the file's bytes read into memory (page cache: the disk's best case);
 - `pyarrow_json` / `pyarrow_parquet`: `pyarrow.json.read_json` / `pyarrow.parquet.read_table`;
+- the same JSONL compressed (`corpus.jsonl.gz`, gzip level 6; `corpus.jsonl.zst`, zstd level 3):
+  `decompress_gz` / `decompress_zst` (the whole file decompressed in memory, the least any
+  reader does), `pyarrow_json_gz` / `pyarrow_json_zst` (`read_json` of the compressed file),
+  `ingest_1_gz` / `ingest_1_zst`;
 - `ingest_1`: our ingest (`parallel_ingest.ingest_inputs`), one piece per file, in this process;
 - `ingest_pieces`: the same input cut into `--pieces` pieces, run by a pool of `--workers`
   processes (what the Ray engine does with its tasks), shards joined by this process;
@@ -22,6 +26,7 @@ Prints JSON: seconds, MB/s and docs/s of each. Quote ratios from one run (shared
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -72,6 +77,7 @@ def main() -> None:
 
     import pyarrow.json as pj
     import pyarrow.parquet as pq
+    import zstandard
 
     from contextsort.corpus import DocStore
     from contextsort.parallel_ingest import ingest_inputs
@@ -85,7 +91,12 @@ def main() -> None:
     parquet = work / "corpus.parquet"
     if not parquet.exists():
         pq.write_table(pj.read_json(jsonl), parquet, row_group_size=8192)
-    sizes = {"jsonl": jsonl.stat().st_size, "parquet": parquet.stat().st_size}
+    gz, zst = work / "corpus.jsonl.gz", work / "corpus.jsonl.zst"
+    if not gz.exists():
+        gz.write_bytes(gzip.compress(jsonl.read_bytes(), compresslevel=6))
+    if not zst.exists():
+        zst.write_bytes(zstandard.ZstdCompressor(level=3).compress(jsonl.read_bytes()))
+    sizes = {"jsonl": jsonl.stat().st_size, "parquet": parquet.stat().st_size}  # MB/s of the compressed: of the JSONL's bytes
     n_docs = pq.ParquetFile(parquet).metadata.num_rows
     pool = ProcessPoolExecutor(args.workers)
     list(pool.map(abs, range(args.workers)))  # start the workers outside the timings
@@ -95,6 +106,9 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         per = -(-path.stat().st_size // pieces) if pieces else None
         rows = -(-n_docs // pieces) if pieces else None
+        if path.suffix in (".gz", ".zst"):
+            out, per, rows = work / "stores" / f"jsonl{path.suffix}", None, None
+            shutil.rmtree(out, ignore_errors=True)
         return ingest_inputs([str(path)], out / "store", out / "parts", mapper=mapper, piece_bytes=per, rows_per_piece=rows)
 
     def before(path: Path):
@@ -113,10 +127,18 @@ def main() -> None:
         "pyarrow_parquet": lambda: pq.read_table(parquet),
         "ingest_1_parquet": lambda: ours(parquet, None),
         f"ingest_{args.pieces}_pieces_{args.workers}_procs_parquet": lambda: ours(parquet, args.pieces, pool_mapper(pool)),
+        "decompress_gz": lambda: gzip.decompress(gz.read_bytes()),
+        "pyarrow_json_gz": lambda: pj.read_json(gz),
+        "ingest_1_gz": lambda: ours(gz, None),
+        "decompress_zst": lambda: zstandard.ZstdDecompressor().decompress(zst.read_bytes()),
+        "pyarrow_json_zst": lambda: pj.read_json(zst),
+        "ingest_1_zst": lambda: ours(zst, None),
     }
     if args.before:
         variants["before_jsonl"] = lambda: before(jsonl)
         variants["before_parquet"] = lambda: before(parquet)
+        variants["before_gz"] = lambda: before(gz)
+        variants["before_zst"] = lambda: before(zst)
     times: dict[str, list[float]] = {k: [] for k in variants}
     results = {}
     for _ in range(args.repeats):
@@ -142,13 +164,21 @@ def main() -> None:
            "load_average": os.getloadavg()[0], "variants": {}}
     for name, ts in times.items():
         sec = statistics.median(ts)
-        size = sizes["parquet" if "parquet" in name else "jsonl"]
+        size = sizes["parquet" if "parquet" in name else "jsonl"]  # compressed: the JSONL bytes they hold
         out["variants"][name] = {"seconds": round(sec, 3), "MB_per_s": round(size / sec / 1e6, 1), "docs_per_s": round(n_docs / sec)}
     v = out["variants"]
     for fmt, reader in (("jsonl", "pyarrow_json"), ("parquet", "pyarrow_parquet")):
         one = v[f"ingest_1_{fmt}"]["seconds"]
         ratios = {"ingest_1_vs_" + reader: round(one / v[reader]["seconds"], 2),
                   "pieces_speedup": round(one / v[f"ingest_{args.pieces}_pieces_{args.workers}_procs_{fmt}"]["seconds"], 2)}
+        if args.before:
+            ratios["speedup_vs_before"] = round(v[f"before_{fmt}"]["seconds"] / one, 2)
+        out[f"ratios_{fmt}"] = ratios
+    for fmt in ("gz", "zst"):
+        one = v[f"ingest_1_{fmt}"]["seconds"]
+        ratios = {"ingest_1_vs_pyarrow_json_" + fmt: round(one / v[f"pyarrow_json_{fmt}"]["seconds"], 2),
+                  "ingest_1_vs_decompress": round(one / v[f"decompress_{fmt}"]["seconds"], 2),
+                  "ingest_1_vs_ingest_1_jsonl": round(one / v["ingest_1_jsonl"]["seconds"], 2)}
         if args.before:
             ratios["speedup_vs_before"] = round(v[f"before_{fmt}"]["seconds"] / one, 2)
         out[f"ratios_{fmt}"] = ratios

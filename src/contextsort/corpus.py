@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import codecs
 import errno
-import gzip
 import hashlib
 import json
 import os
@@ -261,51 +260,66 @@ def fingerprint_inputs(paths: Iterable[str | os.PathLike], exclude: Iterable[Pat
 
 
 def _open_text_lines(path: Path) -> Iterator[bytes]:
-    name = path.name
-    if name.endswith(".gz"):
-        fh = gzip.open(path, "rb")
-    elif name.endswith(".zst"):
-        yield from _zst_lines(path)
+    if not path.name.endswith((".gz", ".zst")):
+        with open(path, "rb") as fh:
+            yield from fh
         return
-    else:
-        fh = open(path, "rb")
-    with fh:
-        yield from fh
-
-
-def _zst_lines(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
-    """Lines of a .zst file (any number of frames); a truncated stream raises OSError.
-
-    zstandard's stream_reader ends silently at a truncated frame, so decompress by hand
-    and check that the last frame was complete.
-    """
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor()
-    dobj = dctx.decompressobj()
-    fed = False  # has the current decompressor been given any byte of a frame?
     buf = b""
-    with open(path, "rb") as raw:
-        while True:
-            data = raw.read(chunk)
-            if not data:
-                break
-            while data:
-                fed = True
-                out = dobj.decompress(data)
-                data = b""
-                if dobj.eof:  # frame finished: what is left belongs to the next frame
-                    data = dobj.unused_data
-                    dobj = dctx.decompressobj()
-                    fed = False
-                buf += out
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                yield line + b"\n"
-    if fed:
-        raise OSError("truncated zstd stream (file ends inside a frame)")
+    for data in decompressed_chunks(path):
+        *lines, buf = (buf + data).split(b"\n")
+        for line in lines:
+            yield line + b"\n"
     if buf:
         yield buf
+
+
+def decompressed_chunks(path: Path, chunk: int = 1 << 18) -> Iterator[bytes]:
+    """The decompressed bytes of a .gz or .zst file (any number of members or frames), a piece at a time.
+
+    Decompressed by hand so that nothing read is lost: a file that ends inside a member or
+    frame raises OSError after every piece before it (zstandard's stream_reader ends
+    silently there; GzipFile.read drops what its failing call had decompressed), and so
+    does corrupt data (zlib.error, ZstdError).
+    """
+    gz = path.name.endswith(".gz")
+    if gz:
+        import zlib
+
+        def new():
+            return zlib.decompressobj(wbits=31)  # one gzip member: header, deflate data, CRC and length checked
+
+        errors: type | tuple = zlib.error
+        unit = "gzip member"
+    else:
+        import zstandard
+
+        new = zstandard.ZstdDecompressor().decompressobj
+        errors = zstandard.ZstdError
+        unit = "zstd frame"
+    dobj = new()
+    fed = False  # has the current decompressor been given any byte of its member / frame?
+    started = False  # has a whole member / frame been read?
+    with open(path, "rb") as raw:
+        while data := raw.read(chunk):
+            while data:
+                if gz and started and not fed:
+                    data = data.lstrip(b"\0")  # gzip allows zero padding after a member (as GzipFile does)
+                    if not data:
+                        break
+                fed = True
+                try:
+                    out = dobj.decompress(data)
+                except errors as e:
+                    raise OSError(f"corrupt {unit}: {e}") from e
+                data = b""
+                if dobj.eof:  # member / frame finished: what is left belongs to the next one
+                    data = dobj.unused_data
+                    dobj = new()
+                    fed, started = False, True
+                if out:
+                    yield out
+    if fed:
+        raise OSError(f"truncated file (it ends inside a {unit})")
 
 
 def record_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
@@ -329,7 +343,6 @@ def record_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
         yield from body.split(b"\r")
 
 
-LINE_BATCH = 2048  # lines decoded together (compressed inputs)
 CHUNK_BYTES = 1 << 22  # bytes of a plain file read at once
 
 
@@ -372,21 +385,47 @@ def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int
             yield block
 
 
-def line_batches(lines: Iterable[bytes], size: int = LINE_BATCH) -> Iterator[list[bytes]]:
-    """Consecutive lines in lists of `size`; a read error comes after the lines read before it."""
-    batch: list[bytes] = []
-    try:
-        for line in lines:
-            batch.append(line)
-            if len(batch) == size:
-                yield batch
-                batch = []
-    except BaseException:
-        if batch:
-            yield batch
-        raise
-    if batch:
-        yield batch
+def line_blocks(chunks: Iterable[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """A stream's chunks regrouped into blocks of whole lines of about `size` bytes (each cut
+    after an LF, the last one maybe not; a BOM at the start dropped): what `plain_blocks`
+    gives for a plain file, for a decompressed one. A read error comes after the whole
+    lines read before it."""
+    pending: list[bytes] = []
+    held = 0
+    first = True
+
+    def take(everything: bool) -> bytes:
+        nonlocal pending, held, first
+        data = b"".join(pending)
+        end = len(data) if everything else data.rfind(b"\n") + 1
+        block, rest = data[:end], data[end:]
+        pending, held = ([rest] if rest else []), len(rest)
+        if first and block:
+            first = False
+            if block.startswith(codecs.BOM_UTF8):
+                block = block[len(codecs.BOM_UTF8):]
+        return block
+
+    it = iter(chunks)
+    while True:
+        try:
+            data = next(it)
+        except StopIteration:
+            break
+        except Exception:
+            block = take(False)
+            if block:
+                yield block
+            raise
+        pending.append(data)
+        held += len(data)
+        if held >= size:
+            block = take(False)
+            if block:
+                yield block
+    block = take(True)
+    if block:
+        yield block
 
 
 def line_cuts(path: Path, pieces: int) -> list[int]:
@@ -739,20 +778,19 @@ class CorpusReader:
         lineno = 0
         compressed = path.name.endswith((".gz", ".zst"))
         if compressed:
-            batches = line_batches(record_lines(_open_text_lines(path)))
+            batches = line_blocks(decompressed_chunks(path))
         else:
             batches = plain_blocks(path, start, stop)
         fast = self.blocks and all(s == d for d, s in self._src_fields.items())
         try:
             for lines in batches:
-                if not compressed:
-                    block = json_lines_block(lines, src, lineno + 1, self.text_field, self.id_field, self.label_field) if fast else None
-                    if block is not None:
-                        self.position += len(block)
-                        lineno += len(block)
-                        yield block
-                        continue
-                    lines = lines.splitlines()
+                block = json_lines_block(lines, src, lineno + 1, self.text_field, self.id_field, self.label_field) if fast else None
+                if block is not None:
+                    self.position += len(block)
+                    lineno += len(block)
+                    yield block
+                    continue
+                lines = lines.splitlines()
                 yield from self._decode_lines(src, lineno + 1, lines)
                 lineno += len(lines)
         except InputError:
