@@ -90,7 +90,8 @@ def test_manifest_records_config_versions_timings(bbc_run):
     assert m["config"]["knn"]["k"] == 10
     assert {"faiss", "numpy", "contextsort"} <= set(m["versions"])
     assert set(m["stages"]) == {"ingest", "tokenize", "embed", "neighbors", "dedup", "order", "metrics", "write", "report"}
-    assert all(s["seconds"] >= 0 for s in m["stages"].values())
+    assert all(s["seconds"] >= 0 and s["cpu_seconds"] >= 0 for s in m["stages"].values())
+    assert sum(s["cpu_seconds"] for s in m["stages"].values()) > 0.5  # this process's CPU time over the stage, threads included
     assert m["stages"]["neighbors"]["index"] == "flat"
     assert m["input_fingerprint"]
 

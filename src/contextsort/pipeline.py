@@ -172,9 +172,10 @@ class Runner:
             fps.update({a: rec.get("artifacts", {}).get(a, fp) for a in produced})
 
     def _run_stage(self, stage: Stage, fp: str) -> None:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         info = stage.run(self.ctx) or {}
         secs = time.perf_counter() - t
+        cpu = time.process_time() - cpu  # every thread of this process: cpu / secs is how many cores the stage kept busy
         produced = stage.produces(self.cfg)
         content_fps = info.pop("artifact_fingerprints", {})
         artifacts = {a: content_fps.get(a, fp) for a in produced}
@@ -187,8 +188,8 @@ class Runner:
         self.dir.publish(files, {**self.manifest, "stages": {k: v for k, v in self.manifest["stages"].items() if k != stage.name}})
         nodes = self.engine.take_node_ids()
         # "files" last: every file of the stage (a stage's own "files" key names only some, e.g. write's ordered.*)
-        self.manifest["stages"][stage.name] = {"fingerprint": fp, "seconds": round(secs, 3), "artifacts": artifacts,
-                                               "engine": self.engine.name, "node_ids": nodes, **info, "files": files}
+        self.manifest["stages"][stage.name] = {"fingerprint": fp, "seconds": round(secs, 3),
+                                               "cpu_seconds": round(cpu, 3), "artifacts": artifacts, "engine": self.engine.name, "node_ids": nodes, **info, "files": files}
         self._collect()
         self.dir.write_manifest(self.manifest)
         log.info(f"[{stage.name}] done in {secs:.2f}s")

@@ -438,12 +438,17 @@ def summary_section(run: RunView) -> str:
         head.append(("label_agreement (ordered / random, lift)", f"{la['ordered']:.4f} / {la['random']:.4f}, {la['lift']:.2f}×"))
     if head:
         parts.append("<h3>Measures</h3>" + kv_table(head))
-    stages = {k: v.get("seconds") for k, v in (m.get("stages") or {}).items() if isinstance(v, dict) and v.get("seconds") is not None}
+    records = {k: v for k, v in (m.get("stages") or {}).items() if isinstance(v, dict) and v.get("seconds") is not None}
     cols = []
-    if stages:
+    if records:
         total = m.get("seconds_total")
+
+        def busy(v: dict) -> str:  # cores kept busy (this process's CPU seconds over wall seconds)
+            cpu, secs = v.get("cpu_seconds"), v["seconds"]
+            return f", {cpu / secs:.1f} cores" if cpu is not None and secs > 0.05 else ""
+
         cols.append(bar_chart("stage times" + (f" (run total {total:.1f}s)" if total else ""),
-                              [(k, v, f"{v:.2f}s") for k, v in stages.items()]))
+                              [(k, v["seconds"], f"{v['seconds']:.2f}s{busy(v)}") for k, v in records.items()]))
     changes = config_changes(m.get("config") or {})
     side = ("<h3>Config that differs from the defaults</h3>"
             + (table([[f"<code>{esc(k)}</code>", fmt(v), fmt(d)] for k, v, d in changes], ["option", "value", "default"])
