@@ -1660,10 +1660,14 @@ class DocStore:
         return json.loads(bytes(self._rec[a:b]))
 
     def records(self, ids) -> list[dict]:
-        """The records at `ids`, in that order (a new dict per entry, repeats included), read with
-        explicit reads in ascending file order: pages of a memory map read at random (the write
-        stage reads in walk order) stay in the process's resident set, which reaches the whole
-        records file; pread copies leave it in the shared page cache (rowfile.py, benchmarks.md)."""
+        """The records at `ids`, in that order (a new dict per entry, repeats included)."""
+        return [json.loads(raw) for raw in self.raw_records(ids)]
+
+    def raw_records(self, ids) -> list[bytes]:
+        """The stored JSON bytes of the records at `ids`, in that order, read with explicit reads
+        in ascending file order: pages of a memory map read at random (the write stage reads in
+        walk order) stay in the process's resident set, which reaches the whole records file;
+        pread copies leave it in the shared page cache (rowfile.py, benchmarks.md)."""
         ids = np.asarray(ids, dtype=np.int64)
         out: list = [None] * len(ids)
         if not len(ids):
@@ -1676,7 +1680,7 @@ class DocStore:
                 data = os.pread(fd, b - a, a)
                 if len(data) != b - a:
                     raise OSError(f"{self.dir / 'records.jsonl'}: short read at byte {a} (document {int(ids[k])})")
-                out[k] = json.loads(data)
+                out[k] = data
         return out
 
     def text_bytes(self) -> int:

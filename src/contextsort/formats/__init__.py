@@ -16,6 +16,7 @@ import numpy as np
 from ..corpus import DocStore
 from .columns import table_from_rows
 from .schema import OutputSchema, output_schema
+from .spliced import spliced_batch
 from ..atomic import commit
 
 DOC_FORMATS = ("jsonl", "parquet")
@@ -51,6 +52,18 @@ def parquet_table(rows: list[dict], policy: OutputSchema):
     return table_from_rows(policy.parquet_rows(rows), policy.schema)
 
 
+def ordered_batch(store: DocStore, order: np.ndarray, policy: OutputSchema, label_field: str | None, start: int, stop: int,
+                  base: int = 0, table: bool = True) -> tuple[bytes, object]:
+    """(JSONL bytes, Arrow table or None) of order[start:stop]: the stored records with their
+    position spliced in where that path vouches for them (spliced.py), else each record decoded."""
+    ids = np.asarray(order[start:stop], dtype=np.int64)
+    fast = spliced_batch(store, ids, base + start, policy, label_field, table)
+    if fast is not None:
+        return fast
+    rows = list(ordered_rows(store, order, policy, label_field, start, stop, base))
+    return jsonl_bytes(rows), (parquet_table(rows, policy) if table else None)
+
+
 def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, label_field: str | None,
                   progress=None) -> tuple[list[str], dict]:
     """Write the documents of `order` (original fields + position) in each format.
@@ -77,11 +90,11 @@ def write_ordered(run_dir: Path, store: DocStore, order: np.ndarray, formats, la
     try:
         for start in range(0, n, BATCH):
             stop = min(n, start + BATCH)
-            rows = list(ordered_rows(store, order, policy, label_field, start, stop))
+            data, table = ordered_batch(store, order, policy, label_field, start, stop, table=parquet is not None)
             if jsonl is not None:
-                jsonl.write(jsonl_bytes(rows))
+                jsonl.write(data)
             if parquet is not None:
-                parquet.write_table(parquet_table(rows, policy))
+                parquet.write_table(table)
             if progress is not None:
                 progress(stop - start)
     finally:

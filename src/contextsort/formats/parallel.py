@@ -5,8 +5,8 @@ shard cuts the order on the local writer's batch grid and row groups fall where 
 local writer puts them. The schema policy (`schema.output_schema`: position column,
 Parquet schema, fields written as JSON text) is decided once by the driver from what
 ingest saw, and every task writes with it, so the parts agree without a second round.
-Each shard is serialised by one task with the same `ordered_rows`, `jsonl_bytes` and
-`parquet_table` as `write_ordered`: a JSONL part and a Parquet part.
+Each shard is serialised by one task with the same `ordered_batch` as `write_ordered`: a
+JSONL part and a Parquet part.
 
 The driver then concatenates the JSONL parts byte for byte (identical to the local
 file) and copies the Parquet parts' row groups into one `ordered.parquet`. Parts
@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..corpus import DocStore
-from . import DOC_FORMATS, jsonl_bytes, ordered_rows, parquet_table
+from . import DOC_FORMATS, ordered_batch
 from .schema import OutputSchema, output_schema
 from ..atomic import commit
 
@@ -75,13 +75,12 @@ def write_shard(store_dir: str, part_order: np.ndarray, base: int, label_field: 
 
             pw = pq.ParquetWriter(pq_out + ".tmp", policy.schema)
         for start in range(0, m, batch):
-            rows = list(ordered_rows(store, part_order, policy, label_field, start, min(m, start + batch), base))
+            data, table = ordered_batch(store, part_order, policy, label_field, start, min(m, start + batch), base, pw is not None)
             if fh is not None:
-                data = jsonl_bytes(rows)
                 fh.write(data)
                 nbytes += len(data)
             if pw is not None:
-                pw.write_table(parquet_table(rows, policy))
+                pw.write_table(table)
         if fh is not None:
             _fsync_replace(Path(out + ".tmp"), Path(out), fh)
             fh = None

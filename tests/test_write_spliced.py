@@ -1,0 +1,128 @@
+"""The write stage's fast path (formats/spliced.py) gives the records decoding gives.
+
+Each stored record is passed through with its position spliced in, and the Parquet table
+is parsed from those lines; the lines must decode to exactly the records the decoding path
+writes (ordered_rows), the table must equal its table, and any batch the fast path cannot
+vouch for must fall back (and still be right).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from contextsort.corpus import DocStore
+from contextsort.formats import ordered_batch, ordered_rows, parquet_table, write_ordered
+from contextsort.formats.schema import output_schema
+from contextsort.formats.spliced import splice_positions, spliced_batch
+from contextsort.parallel_ingest import ingest_inputs
+
+
+def store_of(tmp_path: Path, lines: list[str]) -> DocStore:
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ingest_inputs([str(path)], tmp_path / "store", tmp_path / "parts")
+    return DocStore(tmp_path / "store")
+
+
+def plain_lines(n: int = 300) -> list[str]:
+    """Flat records written every which way: compact and spaced, ASCII escapes and raw UTF-8,
+    number spellings Python would write otherwise, an optional field, spaces before the brace."""
+    out = []
+    for i in range(n):
+        rec = {"id": f"d{i}", "label": "ab"[i % 2], "text": f"caf\u00e9 \u00a3{i} \"q\" \\ {i}" * (1 + i % 3),
+               "score": i / 7, "flag": i % 3 == 0}
+        if i % 5 == 0:
+            rec["note"] = f"n{i}"
+        line = json.dumps(rec, ensure_ascii=i % 2 == 0, separators=(",", ":") if i % 3 else (", ", ": "))
+        if i % 11 == 0:
+            line = re.sub(r'"score": ?[^,}]+', '"score":1.50e1', line)
+        if i % 7 == 0:
+            line = line[:-1] + "  }"
+        out.append(line)
+    return out
+
+
+def decoded(store: DocStore, order: np.ndarray, start: int, stop: int, label_field="label"):
+    policy = output_schema(store, label_field)
+    rows = list(ordered_rows(store, order, policy, label_field, start, stop))
+    return rows, parquet_table(rows, policy), policy
+
+
+def check_batch(store: DocStore, order: np.ndarray, start: int, stop: int, label_field="label") -> bool:
+    """ordered_batch equals the decoding path; returns whether the fast path took the batch."""
+    rows, table, policy = decoded(store, order, start, stop, label_field)
+    fast = spliced_batch(store, np.asarray(order[start:stop]), start, policy, label_field, True) is not None
+    data, got = ordered_batch(store, order, policy, label_field, start, stop)
+    lines = data.decode("utf-8").split("\n")
+    assert lines[-1] == "" and len(lines) == stop - start + 1
+    assert [json.loads(x) for x in lines[:-1]] == rows
+    assert got.equals(table)
+    return fast
+
+
+def test_flat_records_take_the_fast_path_and_equal_decoding(tmp_path):
+    store = store_of(tmp_path, plain_lines())
+    order = np.random.default_rng(1).permutation(len(store))
+    assert check_batch(store, order, 0, len(order))
+    assert check_batch(store, order, 100, 137)
+    # the record bytes are passed through: the input's own spelling of a number stays
+    data, _ = ordered_batch(store, np.array([11]), output_schema(store, "label"), "label", 0, 1)
+    assert b'"score":1.50e1' in data and data.endswith(b', "position": 0}\n')
+
+
+@pytest.mark.parametrize("trouble,fast", [
+    ('{"id": "x1", "label": "a", "text": "nested", "tags": ["p", "q"]}', False),  # a nested column
+    ('{"id": "x2", "text": "no label here"}', False),  # the store adds its label (null): decoded
+    ('{"id": "x3", "label": "b", "text": "a big one", "big": 123456789012345678901234567890}', False),  # JSON text column
+    ('{"id": "x4", "label": "a", "text": "has a position", "position": 7}', True),  # contextsort_position
+])
+def test_batches_the_fast_path_cannot_vouch_for_are_decoded(tmp_path, trouble, fast):
+    lines = plain_lines(40)
+    lines.insert(17, trouble)
+    store = store_of(tmp_path, lines)
+    order = np.arange(len(store))[::-1].copy()
+    assert check_batch(store, order, 0, len(order)) is fast
+
+
+def test_write_ordered_files_read_back(tmp_path):
+    store = store_of(tmp_path, plain_lines())
+    order = np.random.default_rng(2).permutation(len(store))
+    out = tmp_path / "out"
+    out.mkdir()
+    write_ordered(out, store, order, ["jsonl", "parquet"], "label")
+    rows = [json.loads(x) for x in (out / "ordered.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["position"] for r in rows] == list(range(len(order)))
+    assert [r["id"] for r in rows] == [store.record(int(i))["id"] for i in order]
+    table = pq.read_table(out / "ordered.parquet")
+    assert table.to_pylist() == [{c: r.get(c) for c in table.column_names} for r in rows]  # a missing field: null
+    assert set(table.column_names) == set().union(*rows)
+
+
+def reference_splice(records: list[bytes], first: int, key: bytes) -> bytes | None:
+    out = []
+    for k, r in enumerate(records):
+        body = r.rstrip(b" \t\r\n")
+        if not body.startswith(b"{") or not body.endswith(b"}") or body[:-1].rstrip(b" \t\r\n") == b"{":
+            return None
+        out.append(body[:-1] + key + str(first + k).encode() + b"}\n")
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("records", [
+    [b'{"a": 1}', b'{"b":2}\n', b'{"c": "}"}  \r\n', b'{"d": {"e": 1} }'],
+    [b'{"a": 1}', b"{}"],  # an empty object has no field to follow
+    [b'{"a": 1}', b"[1, 2]"],  # not an object
+    [b'{"a": 1}', b'{"a": 2'],  # no closing brace
+])
+def test_splice_kernel_against_plain_python(records):
+    key = b', "position": '
+    ends = np.cumsum([len(r) for r in records]).astype(np.int64)
+    got = splice_positions(np.frombuffer(b"".join(records), dtype=np.uint8), ends, 998, np.frombuffer(key, dtype=np.uint8))
+    want = reference_splice(records, 998, key)
+    assert (got.tobytes() if len(got) else None) == want
