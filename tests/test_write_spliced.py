@@ -1,4 +1,4 @@
-"""The write stage's fast path (formats/spliced.py) gives the records decoding gives.
+"""The write stage's fast paths (formats/spliced.py, removed.py's ids) give what decoding gives.
 
 Each stored record is passed through with its position spliced in, and the Parquet table
 is parsed from those lines; the lines must decode to exactly the records the decoding path
@@ -18,6 +18,7 @@ import pytest
 
 from contextsort.corpus import DocStore
 from contextsort.formats import ordered_batch, ordered_rows, parquet_table, write_ordered
+from contextsort.formats.removed import BAD_EMBEDDING, id_type, removed_lines, stored_ids
 from contextsort.formats.schema import output_schema
 from contextsort.formats.spliced import splice_positions, spliced_batch
 from contextsort.parallel_ingest import ingest_inputs
@@ -126,3 +127,48 @@ def test_splice_kernel_against_plain_python(records):
     got = splice_positions(np.frombuffer(b"".join(records), dtype=np.uint8), ends, 998, np.frombuffer(key, dtype=np.uint8))
     want = reference_splice(records, 998, key)
     assert (got.tobytes() if len(got) else None) == want
+
+
+def reference_removed_lines(store: DocStore, index, dup, sim) -> list[str]:
+    """removed.jsonl's lines as the decoding path wrote them: whole records decoded, rows encoded by json.dumps."""
+    def rid(d):
+        return store.record(d).get("id", d)
+
+    out = []
+    for i, j, s in zip(index.tolist(), dup.tolist(), sim.tolist()):
+        row = ({"id": rid(i), "reason": BAD_EMBEDDING} if j < 0 else
+               {"id": rid(i), "reason": "duplicate", "duplicate_of": rid(j), "similarity": None if s != s else round(s, 6)})
+        out.append(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return out
+
+
+@pytest.mark.parametrize("ids,columnar", [
+    (['a"quote', "caf\u00e9", "back\\slash", "tab\there", "\u2028", "plain", "x" * 300, "\U0001f600"], True),
+    ([0, 17, -3, 2**53 + 1, 2**62, 5, 6, 7], True),
+    ([1, "one", 2, "two", 3, "three", 4, "four"], False),  # mixed kinds: each record decoded
+])
+def test_removed_lines_equal_the_decoding_path(tmp_path, ids, columnar):
+    lines = [json.dumps({"id": v, "text": f"document number {k} " * 20}, ensure_ascii=k % 2 == 0) for k, v in enumerate(ids)]
+    if columnar and type(ids[0]) is int:
+        lines.append('{"text": "no id: ingest stores its position as its id", "extra": 1}')
+    else:
+        lines.append(json.dumps({"id": ids[2], "text": "a repeated id: rejected at ingest"}))
+    store = store_of(tmp_path, lines)
+    assert (id_type(store, "id") is not None) is columnar
+    index = np.array([1, 3, 7, 0, 5], dtype=np.int64)
+    dup = np.array([0, 7, 2, -1, 6], dtype=np.int64)
+    sim = np.array([0.98765432, 1.0, 0.9, np.nan, 0.97], dtype=np.float32)
+    if len(store) > 8:
+        index[2] = 8  # the record stored without an id of its own
+    assert list(removed_lines(store, "id", index, dup, sim)) == reference_removed_lines(store, index, dup, sim)
+
+
+def test_stored_ids_fall_back_where_pyarrow_refuses(tmp_path):
+    store = store_of(tmp_path, [json.dumps({"id": f"d{k}", "text": f"text {k} " * 9}) for k in range(6)])
+    wanted = np.arange(6, dtype=np.int64)
+    assert stored_ids(store, wanted, "id", id_type(store, "id")) == [f"d{k}" for k in range(6)]
+    # a type that does not fit the ids: the batch is decoded record by record, same result
+    import pyarrow as pa
+
+    assert stored_ids(store, wanted, "id", pa.int64()) == [f"d{k}" for k in range(6)]
+    assert stored_ids(store, wanted, "nothere", pa.string()) == list(range(6))  # no such field: positions

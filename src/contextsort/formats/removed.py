@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from json.encoder import encode_basestring  # what the encoder uses for strings when ensure_ascii=False
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -24,6 +25,7 @@ from ..rowfile import row_source
 
 PARTS_DIR = ".removed.parts"
 BAD_EMBEDDING = "rejected: embedding is zero or NaN"
+BAD_EMBEDDING_JSON = encode_basestring(BAD_EMBEDDING)
 LINES_BATCH = 8192  # removed entries whose ids are read from the store at once
 
 Mapper = Callable[[Callable, Iterable[tuple]], Iterator[tuple[int, object]]]
@@ -62,24 +64,74 @@ def removed_entries(dup_of: np.ndarray, valid: np.ndarray, ids: np.ndarray, sims
     return index, dup, sim
 
 
+# json.dumps(row, ensure_ascii=False, default=str) builds this encoder on every call
+LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def json_line(row: dict) -> str:
     """One JSONL line as every contextsort JSONL file writes it (UTF-8, non-ASCII kept)."""
-    return json.dumps(row, ensure_ascii=False, default=str) + "\n"
+    return LINE_ENCODER.encode(row) + "\n"
+
+
+def json_value(value) -> str:
+    """A value as `json_line` writes it inside a row (ids: strings and integers, the common
+    cases, without the encoder's set-up per call)."""
+    if type(value) is str:
+        return encode_basestring(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return LINE_ENCODER.encode(value)
+
+
+def id_type(store: DocStore, id_field: str):
+    """The Arrow type of the id field when every stored id is a string or every one an integer, else None."""
+    import pyarrow as pa
+
+    kinds = store.field_types().kinds.get(id_field) or set()
+    if kinds == {"str"}:
+        return pa.string()
+    if kinds and kinds <= {"int", "int53"}:
+        return pa.int64()
+    return None
+
+
+def stored_ids(store: DocStore, wanted: np.ndarray, id_field: str, arrow_type) -> list:
+    """The id of each record at `wanted` (its position where it has none), as `json.loads` gives it.
+
+    The records are parsed by pyarrow.json for their id alone (a record is most often its
+    text: decoding each in Python was most of this file's time); a batch it refuses or where
+    an id is missing is decoded record by record."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    raws = store.raw_records(wanted)
+    if arrow_type is not None and raws:
+        data = b"\n".join(raws)  # a record may end in LF already: pyarrow skips blank lines
+        parse = pj.ParseOptions(explicit_schema=pa.schema([(id_field, arrow_type)]), unexpected_field_behavior="ignore")
+        try:
+            got = pj.read_json(pa.py_buffer(data), read_options=pj.ReadOptions(block_size=len(data) + 2), parse_options=parse)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. a repeated key: json.loads keeps the last one
+            got = None
+        if got is not None and got.num_rows == len(raws) and got.column(id_field).null_count == 0:
+            return got.column(id_field).to_pylist()
+    return [json.loads(raw).get(id_field, d) for d, raw in zip(wanted.tolist(), raws)]
 
 
 def removed_lines(store: DocStore, id_field: str, index: np.ndarray, dup: np.ndarray, sim: np.ndarray) -> Iterator[str]:
     """The lines of removed documents (duplicates and bad embeddings). Their ids are read from the
-    store a batch of entries at a time, in file order (`DocStore.records`)."""
+    store a batch of entries at a time, in file order (`DocStore.raw_records`)."""
+    arrow_type = id_type(store, id_field) if len(index) else None
     for a in range(0, len(index), LINES_BATCH):
         ii, jj, ss = index[a:a + LINES_BATCH], dup[a:a + LINES_BATCH], sim[a:a + LINES_BATCH]
         wanted = np.unique(np.concatenate([ii, jj[jj >= 0]]).astype(np.int64))
-        ids = {d: rec.get(id_field, d) for d, rec in zip(wanted.tolist(), store.records(wanted))}
+        ids = dict(zip(wanted.tolist(), stored_ids(store, wanted, id_field, arrow_type)))
+        # the lines json_line would write for {"id", "reason"[, "duplicate_of", "similarity"]}, made directly
         for i, j, s in zip(ii.tolist(), jj.tolist(), ss.tolist()):
             if j < 0:
-                yield json_line({"id": ids[i], "reason": BAD_EMBEDDING})
+                yield '{"id": ' + json_value(ids[i]) + ', "reason": ' + BAD_EMBEDDING_JSON + "}\n"
             else:
-                yield json_line({"id": ids[i], "reason": "duplicate", "duplicate_of": ids[j],
-                                 "similarity": None if s != s else round(s, 6)})
+                yield ('{"id": ' + json_value(ids[i]) + ', "reason": "duplicate", "duplicate_of": ' + json_value(ids[j])
+                       + ', "similarity": ' + ("null" if s != s else float.__repr__(round(s, 6))) + "}\n")
 
 
 def reject_lines(rejects_path: str | Path) -> Iterator[str]:
