@@ -119,3 +119,31 @@ def test_zero_padding_between_gzip_members_is_read_as_gzip_does(tmp_path):
     assert b"".join(corpus.decompressed_chunks(path)) == body
     docs, rejects, read = ingest(path, tmp_path / "run")
     assert len(docs) == 60 and not rejects and read == 60
+
+
+@pytest.mark.parametrize("kind", ["json", "json.gz", "json.zst"])
+def test_json_array_on_one_line_reads_like_json_lines(tmp_path, small_blocks, kind):
+    lines = lines_with_trouble()[200:330]
+    objs = [json.loads(x) for x in lines if x.strip().startswith(b"{") and x.strip().endswith(b"}")]
+    data = b"\xef\xbb\xbf" + json.dumps(objs).encode()  # a BOM, then the whole array on one line
+    path = tmp_path / f"in.{kind}"
+    path.write_bytes(data if kind == "json" else compress_in_parts(data, kind.split(".")[1], parts=9))
+    want = tmp_path / "want.jsonl"
+    want.write_bytes(b"\n".join(json.dumps(o).encode() for o in objs) + b"\n")
+    docs, rejects, read = ingest(path, tmp_path / "run")
+    want_docs, want_rejects, want_read = ingest(want, tmp_path / "want")
+    assert [text for _, text in docs] == [text for _, text in want_docs] and len(docs) > 100
+    assert [rec["id"] for rec, _ in docs] == [rec["id"] for rec, _ in want_docs]
+    assert read == want_read and len(rejects) == len(want_rejects)
+
+
+def test_holds_array_whatever_the_pieces(tmp_path, monkeypatch):
+    path = tmp_path / "in.json"
+    for data, want in [(b"\xef\xbb\xbf \n\t [{\"a\": 1}]", True), (b"\xef\xbb\xbf{\"a\": 1}\n", False), (b" [", True),
+                       (b"[", True), (b"\n\n", False), (b"", False), (b"\xef\xbb\xbf", False)]:
+        path.write_bytes(data)
+        assert corpus.CorpusReader.holds_array(path) is want
+        # the same bytes handed over one at a time: a BOM cut across pieces is still a BOM
+        monkeypatch.setattr(corpus, "file_chunks", lambda p, chunk=0: (bytes([b]) for b in p.read_bytes()))
+        assert corpus.CorpusReader.holds_array(path) is want
+        monkeypatch.undo()

@@ -259,18 +259,15 @@ def fingerprint_inputs(paths: Iterable[str | os.PathLike], exclude: Iterable[Pat
 # ---------------------------------------------------------------------------
 
 
-def _open_text_lines(path: Path) -> Iterator[bytes]:
-    if not path.name.endswith((".gz", ".zst")):
-        with open(path, "rb") as fh:
-            yield from fh
+def file_chunks(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes (decompressed for .gz / .zst) a piece at a time, in no relation to its lines:
+    a JSON array on one line of a GB is read in linear time."""
+    if path.name.endswith((".gz", ".zst")):
+        yield from decompressed_chunks(path)
         return
-    buf = b""
-    for data in decompressed_chunks(path):
-        *lines, buf = (buf + data).split(b"\n")
-        for line in lines:
-            yield line + b"\n"
-    if buf:
-        yield buf
+    with open(path, "rb") as fh:
+        while data := fh.read(chunk):
+            yield data
 
 
 def decompressed_chunks(path: Path, chunk: int = 1 << 18) -> Iterator[bytes]:
@@ -834,17 +831,25 @@ class CorpusReader:
 
     @staticmethod
     def holds_array(path: Path) -> bool:
-        """Does this .json file hold one JSON array (rather than JSON lines)?"""
-        for raw in record_lines(_open_text_lines(path)):
-            head = raw.lstrip()
+        """Does this .json file hold one JSON array (rather than JSON lines)? Its first byte that is
+        not blank (after a BOM) is '['."""
+        held = b""
+        for data in file_chunks(path, chunk=1 << 16):
+            if held is not None:  # the first 3 bytes may hold a BOM, whatever the pieces
+                held += data
+                if len(held) < len(codecs.BOM_UTF8):
+                    continue
+                data, held = held.removeprefix(codecs.BOM_UTF8), None
+            head = data.lstrip()
             if head:
                 return head.startswith(b"[")
-        return False
+        head = (held or b"").removeprefix(codecs.BOM_UTF8).lstrip()
+        return head.startswith(b"[")
 
     def _read_json_array(self, path: Path) -> Iterator[Record | Reject]:
         """Each element of a JSON array file is one record; its line is where the element starts."""
         src = str(path)
-        data = b"".join(_open_text_lines(path))
+        data = b"".join(file_chunks(path))
         if data.startswith(codecs.BOM_UTF8):
             data = data[len(codecs.BOM_UTF8):]
         try:
