@@ -147,3 +147,18 @@ def test_holds_array_whatever_the_pieces(tmp_path, monkeypatch):
         monkeypatch.setattr(corpus, "file_chunks", lambda p, chunk=0: (bytes([b]) for b in p.read_bytes()))
         assert corpus.CorpusReader.holds_array(path) is want
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "jsonl.gz", "jsonl.zst"])
+def test_a_record_longer_than_many_blocks(tmp_path, monkeypatch, small_blocks, kind):
+    """A record of many blocks' length (a book in a pretraining corpus) is one record, whole."""
+    monkeypatch.setattr(corpus, "plain_blocks", functools.partial(corpus.plain_blocks, chunk=4096))
+    lines = lines_with_trouble()[200:240]
+    long_text = " ".join(f"word{k}" for k in range(60_000))  # about 0.5 MB: over a hundred 4 KB blocks
+    lines.insert(20, json.dumps({"id": "book", "label": "a", "text": long_text}).encode())
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / f"in.{kind}"
+    path.write_bytes(data if kind == "jsonl" else compress_in_parts(data, kind.split(".")[1], parts=3))
+    docs, rejects, read = ingest(path, tmp_path / "run")
+    assert not rejects and read == len(lines) == len(docs)
+    assert [text for rec, text in docs if rec["id"] == "book"] == [long_text]

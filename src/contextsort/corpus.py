@@ -359,7 +359,7 @@ def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int
     with open(path, "rb") as fh:
         fh.seek(start)
         left = None if stop is None else stop - start
-        carry = b""
+        carry: list = []  # the pieces of a line not ended yet (a list: a line of a GB is joined once)
         first = start == 0
         while True:
             data = fh.read(chunk if left is None else min(chunk, left))
@@ -368,11 +368,12 @@ def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int
             if data:
                 cut = data.rfind(b"\n") + 1
                 if not cut:
-                    carry += data
+                    carry.append(data)
                     continue
-                block, carry = carry + memoryview(data)[:cut], data[cut:]  # one copy of the block, not two
+                block = b"".join([*carry, memoryview(data)[:cut]])  # one copy of the block, not two
+                carry = [data[cut:]]
             else:
-                block, carry = carry, b""
+                block, carry = b"".join(carry), []
                 if not block:
                     return
             if first:
@@ -416,7 +417,7 @@ def line_blocks(chunks: Iterable[bytes], size: int = CHUNK_BYTES) -> Iterator[by
             raise
         pending.append(data)
         held += len(data)
-        if held >= size:
+        if held >= size and b"\n" in data:  # no LF in this piece: no new place to cut (a long line is joined once)
             block = take(False)
             if block:
                 yield block
