@@ -319,43 +319,14 @@ def decompressed_chunks(path: Path, chunk: int = 1 << 18) -> Iterator[bytes]:
         raise OSError(f"truncated file (it ends inside a {unit})")
 
 
-def record_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
-    """Lines without a leading UTF-8 BOM, split at LF, CRLF and lone CR alike.
-
-    A raw CR cannot occur inside valid JSON text (it must be escaped), so splitting
-    at it never cuts a record.
-    """
-    first = True
-    for raw in lines:
-        if first:
-            first = False
-            if raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
-        if b"\r" not in raw:
-            yield raw
-            continue
-        body = raw.rstrip(b"\n")
-        if body.endswith(b"\r"):
-            body = body[:-1]
-        yield from body.split(b"\r")
-
-
 CHUNK_BYTES = 1 << 22  # bytes of a plain file read at once
 
 
-def plain_line_chunks(path: Path, start: int = 0, stop: int | None = None, chunk: int = CHUNK_BYTES) -> Iterator[list[bytes]]:
-    """The lines of bytes [start, stop) of an uncompressed file, a few MB at a time.
-
-    Lines are cut exactly as `record_lines` cuts them (LF, CRLF, lone CR: what
-    `bytes.splitlines` does), and a BOM is dropped only at byte 0, so the pieces of a
-    file cut after LF bytes hold, together, the whole file's lines.
-    """
-    for block in plain_blocks(path, start, stop, chunk):
-        yield block.splitlines()
-
-
 def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Bytes [start, stop) of an uncompressed file as blocks of whole lines (each cut after an LF; a BOM at byte 0 dropped)."""
+    """Bytes [start, stop) of an uncompressed file as blocks of whole lines (each cut after an LF; a BOM at byte 0 dropped).
+
+    Cut after LF bytes, the pieces of a file hold, together, the whole file's lines, however
+    the block's own lines are then split (LF, CRLF, lone CR: `bytes.splitlines`)."""
     with open(path, "rb") as fh:
         fh.seek(start)
         left = None if stop is None else stop - start
