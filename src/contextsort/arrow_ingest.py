@@ -113,15 +113,27 @@ def field_kinds(col) -> set | None:
     return ({"null"} if nulls else set()) | ({base} if nulls < len(col) else set())
 
 
+def read_json_lines(data: bytes, parse_options=None):
+    """`pyarrow.json.read_json` of whole JSON lines in two blocks (two threads), or in one when a
+    line is longer than half; None when pyarrow refuses them (the caller's slower path decides)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    for size in (max(1 << 20, len(data) // 2 + 2), len(data) + 2):
+        try:
+            return pj.read_json(pa.py_buffer(data), read_options=pj.ReadOptions(block_size=size), parse_options=parse_options)
+        except Exception:
+            if size > len(data):
+                return None
+    return None
+
+
 def json_lines_block(block: bytes, source: str, first_line: int, text_field: str, id_field: str,
                      label_field: str | None) -> RecordBlock | None:
     """A block of whole JSON lines (each ending in LF, the last maybe not) as a RecordBlock, or None.
 
     None whenever the ordinary reader might store or reject anything differently.
     """
-    import pyarrow as pa
-    import pyarrow.json as pj
-
     if not block or b"\r" in block or not block.startswith(b"{"):
         return None
     ends_with_lf = block.endswith(b"\n")
@@ -136,15 +148,8 @@ def json_lines_block(block: bytes, source: str, first_line: int, text_field: str
     record_ends = lf + 1 if ends_with_lf else np.append(lf + 1, len(block) + 1)  # each line with its LF
     if not valid_utf8(block):  # pyarrow.json does not check UTF-8 inside strings
         return None
-    table = None
-    for size in (max(1 << 20, len(block) // 2 + 2), len(block) + 2):  # blocks for 2 threads; one if a line is longer
-        try:
-            table = pj.read_json(pa.py_buffer(block), read_options=pj.ReadOptions(block_size=size))
-            break
-        except Exception:  # pyarrow refuses the block (a bad line): the ordinary path
-            if size > len(block):
-                return None
-    if table.num_rows != n:  # a line held more than one object
+    table = read_json_lines(block)
+    if table is None or table.num_rows != n:  # pyarrow refuses the block (a bad line), or a line held more than one object
         return None
     names = table.column_names
     if text_field not in names or id_field not in names:

@@ -327,52 +327,38 @@ def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int
 
     Cut after LF bytes, the pieces of a file hold, together, the whole file's lines, however
     the block's own lines are then split (LF, CRLF, lone CR: `bytes.splitlines`)."""
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        left = None if stop is None else stop - start
-        carry: list = []  # the pieces of a line not ended yet (a list: a line of a GB is joined once)
-        first = start == 0
-        while True:
-            data = fh.read(chunk if left is None else min(chunk, left))
-            if left is not None:
-                left -= len(data)
-            if data:
-                cut = data.rfind(b"\n") + 1
-                if not cut:
-                    carry.append(data)
-                    continue
-                block = b"".join([*carry, memoryview(data)[:cut]])  # one copy of the block, not two
-                carry = [data[cut:]]
-            else:
-                block, carry = b"".join(carry), []
-                if not block:
-                    return
-            if first:
-                first = False
-                if block.startswith(codecs.BOM_UTF8):
-                    block = block[len(codecs.BOM_UTF8):]
-            yield block
+    def reads() -> Iterator[bytes]:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            left = None if stop is None else stop - start
+            while data := fh.read(chunk if left is None else min(chunk, left)):
+                if left is not None:
+                    left -= len(data)
+                yield data
+
+    return line_blocks(reads(), size=1, drop_bom=start == 0)  # each read is `chunk` bytes already: cut at every one
 
 
-def line_blocks(chunks: Iterable[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """A stream's chunks regrouped into blocks of whole lines of about `size` bytes (each cut
-    after an LF, the last one maybe not; a BOM at the start dropped): what `plain_blocks`
-    gives for a plain file, for a decompressed one. A read error comes after the whole
-    lines read before it."""
-    pending: list[bytes] = []
+def line_blocks(chunks: Iterable[bytes], size: int = CHUNK_BYTES, drop_bom: bool = True) -> Iterator[bytes]:
+    """A stream's pieces regrouped into blocks of whole lines of at least `size` bytes (each cut
+    after the last LF of a piece, the last block maybe not; a BOM at the start dropped). The
+    unfinished line is a list of pieces, joined once however long. A read error comes after
+    the whole lines read before it."""
+    pending: list = []
     held = 0
-    first = True
 
-    def take(everything: bool) -> bytes:
-        nonlocal pending, held, first
-        data = b"".join(pending)
-        end = len(data) if everything else data.rfind(b"\n") + 1
-        block, rest = data[:end], data[end:]
-        pending, held = ([rest] if rest else []), len(rest)
-        if first and block:
-            first = False
-            if block.startswith(codecs.BOM_UTF8):
-                block = block[len(codecs.BOM_UTF8):]
+    def take(upto: int | None) -> bytes:  # the pending pieces, up to byte `upto` of the last one (None: all)
+        nonlocal pending, held, drop_bom
+        if upto is None:
+            block, pending = b"".join(pending), []
+        else:
+            last = pending[-1]
+            block = b"".join([*pending[:-1], memoryview(last)[:upto]])  # one copy of the block, not two
+            pending = [last[upto:]] if upto < len(last) else []
+        held = sum(map(len, pending))
+        if drop_bom and block:
+            drop_bom = False
+            block = block.removeprefix(codecs.BOM_UTF8)
         return block
 
     it = iter(chunks)
@@ -382,17 +368,19 @@ def line_blocks(chunks: Iterable[bytes], size: int = CHUNK_BYTES) -> Iterator[by
         except StopIteration:
             break
         except Exception:
-            block = take(False)
+            pending = [b"".join(pending)]
+            block = take(pending[0].rfind(b"\n") + 1)
             if block:
                 yield block
             raise
         pending.append(data)
         held += len(data)
-        if held >= size and b"\n" in data:  # no LF in this piece: no new place to cut (a long line is joined once)
-            block = take(False)
+        cut = data.rfind(b"\n") + 1 if held >= size else 0  # no LF in this piece: no new place to cut
+        if cut:
+            block = take(cut)
             if block:
                 yield block
-    block = take(True)
+    block = take(None)
     if block:
         yield block
 

@@ -20,7 +20,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..atomic import atomic_write, commit
+from ..arrow_ingest import read_json_lines
 from ..corpus import DocStore
+from . import JSONL_ENCODER
 from ..rowfile import row_source
 
 PARTS_DIR = ".removed.parts"
@@ -64,13 +66,9 @@ def removed_entries(dup_of: np.ndarray, valid: np.ndarray, ids: np.ndarray, sims
     return index, dup, sim
 
 
-# json.dumps(row, ensure_ascii=False, default=str) builds this encoder on every call
-LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
-
-
 def json_line(row: dict) -> str:
     """One JSONL line as every contextsort JSONL file writes it (UTF-8, non-ASCII kept)."""
-    return LINE_ENCODER.encode(row) + "\n"
+    return JSONL_ENCODER.encode(row) + "\n"
 
 
 def json_value(value) -> str:
@@ -80,7 +78,7 @@ def json_value(value) -> str:
         return encode_basestring(value)
     if type(value) is int:
         return int.__repr__(value)
-    return LINE_ENCODER.encode(value)
+    return JSONL_ENCODER.encode(value)
 
 
 def id_type(store: DocStore, id_field: str):
@@ -106,12 +104,9 @@ def stored_ids(store: DocStore, wanted: np.ndarray, id_field: str, arrow_type) -
 
     raws = store.raw_records(wanted)
     if arrow_type is not None and raws:
-        data = b"\n".join(raws)  # a record may end in LF already: pyarrow skips blank lines
-        parse = pj.ParseOptions(explicit_schema=pa.schema([(id_field, arrow_type)]), unexpected_field_behavior="ignore")
-        try:
-            got = pj.read_json(pa.py_buffer(data), read_options=pj.ReadOptions(block_size=len(data) + 2), parse_options=parse)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. a repeated key: json.loads keeps the last one
-            got = None
+        # a record may end in LF already: pyarrow skips blank lines; a repeated key is refused (json.loads keeps the last)
+        got = read_json_lines(b"\n".join(raws), pj.ParseOptions(explicit_schema=pa.schema([(id_field, arrow_type)]),
+                                                                   unexpected_field_behavior="ignore"))
         if got is not None and got.num_rows == len(raws) and got.column(id_field).null_count == 0:
             return got.column(id_field).to_pylist()
     return [json.loads(raw).get(id_field, d) for d, raw in zip(wanted.tolist(), raws)]

@@ -21,6 +21,7 @@ import json
 import numba as nb
 import numpy as np
 
+from ..arrow_ingest import read_json_lines
 from ..corpus import DocStore
 from .schema import OutputSchema
 
@@ -75,7 +76,6 @@ def spliced_batch(store: DocStore, ids: np.ndarray, first: int, policy: OutputSc
                   table: bool) -> tuple[bytes, object] | None:
     """(JSON lines, Arrow table or None) of the records `ids` at positions first, first+1, ...;
     None when this path cannot vouch that they equal the decoded records' (module doc)."""
-    import pyarrow as pa
     import pyarrow.json as pj
 
     if policy.converted or any(str(f.type) not in FLAT_TYPES for f in policy.schema):
@@ -89,16 +89,8 @@ def spliced_batch(store: DocStore, ids: np.ndarray, first: int, policy: OutputSc
     if not len(lines):
         return None
     data = lines.tobytes()
-    parse = pj.ParseOptions(explicit_schema=policy.schema, unexpected_field_behavior="error")
-    got = None
-    for size in (max(1 << 20, len(data) // 2 + 2), len(data) + 2):  # two blocks for two threads; one if a line is longer
-        try:
-            got = pj.read_json(pa.py_buffer(data), read_options=pj.ReadOptions(block_size=size), parse_options=parse)
-            break
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a record pyarrow refuses: decode the batch instead
-            if size > len(data):
-                return None
-    if got.num_rows != len(raws):
+    got = read_json_lines(data, pj.ParseOptions(explicit_schema=policy.schema, unexpected_field_behavior="error"))
+    if got is None or got.num_rows != len(raws):  # a record pyarrow refuses: decode the batch instead
         return None
     if store.label_codes is not None and label_field:  # a record without its label gets it from the store: not here
         if label_field not in got.column_names or got.column(label_field).null_count:
