@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from contextsort.corpus import DocStore
 from contextsort.formats import ordered_batch, ordered_rows, parquet_table, write_ordered
@@ -172,3 +174,65 @@ def test_stored_ids_fall_back_where_pyarrow_refuses(tmp_path):
 
     assert stored_ids(store, wanted, "id", pa.int64()) == [f"d{k}" for k in range(6)]
     assert stored_ids(store, wanted, "nothere", pa.string()) == list(range(6))  # no such field: positions
+
+
+CHARS = st.sampled_from(["a", "Z", " ", '"', "\\", "\n", "\t", "\x01", "}", "{", ",", ":", "\u00e9", "\u00a3", "\u2028",
+                         "\U0001f600"])
+FLAT_VALUES = {  # a column of one kind, as the fast path takes it; nulls and missing fields mixed in
+    "str": st.text(CHARS, max_size=8),
+    "int": st.integers(-2**63, 2**63 - 1),
+    "float": st.floats(allow_nan=False, allow_infinity=False),
+    "bool": st.booleans(),
+}
+
+
+@st.composite
+def flat_corpus(draw) -> list[str]:
+    """Records with 0-3 extra flat columns, each written with its own separators, ASCII
+    escapes or raw UTF-8, blanks before the brace; a few with a repeated key or NaN."""
+    kinds = draw(st.dictionaries(st.sampled_from(["score", "flag", "note", "n", "\u00e9t\u00e9", "position"]),
+                                 st.sampled_from(sorted(FLAT_VALUES)), max_size=3))
+    lines = []
+    for i in range(draw(st.integers(1, 20))):
+        rec = {"id": f"d{i}", "text": draw(st.text(CHARS, max_size=20)) + f" doc {i}"}
+        if draw(st.integers(0, 9)):  # an unlabelled record sends its batch to the decoding path
+            rec["label"] = draw(st.sampled_from(["a", "b"]))
+        for name, kind in kinds.items():
+            value = draw(st.one_of(st.none(), st.just(...), FLAT_VALUES[kind]))
+            if value is not ...:
+                rec[name] = value
+        seps = draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,", " : ")]))
+        line = json.dumps(rec, ensure_ascii=draw(st.booleans()), separators=seps)
+        trouble = draw(st.sampled_from([""] * 30 + ["  }"] * 5 + [',"label":"b"}', ',"n":NaN}']))
+        lines.append(line[:-1] + trouble if trouble else line)
+    return lines
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=flat_corpus(), seed=st.integers(0, 2**16))
+def test_property_fast_path_equals_decoding(tmp_path_factory, lines, seed):
+    """Whatever the spelling, the batch written equals the decoding path's, value for value
+    (NaN equal to NaN), and the Parquet schema is the same."""
+    store = store_of(tmp_path_factory.mktemp("w"), lines)
+    if len(store) == 0:
+        return
+    order = np.random.default_rng(seed).permutation(len(store))
+    rows, table, policy = decoded(store, order, 0, len(order))
+    data, got = ordered_batch(store, order, policy, "label", 0, len(order))
+    fast = spliced_batch(store, order, 0, policy, "label", True) is not None
+    event("fast path" if fast else "decoded")
+    lines_out = data.decode("utf-8").split("\n")  # not splitlines: U+2028 may stand raw in a record
+    assert lines_out.pop() == "" and same([json.loads(x) for x in lines_out], rows)
+    assert got.schema.equals(table.schema)
+    assert same(got.to_pylist(), table.to_pylist())
+
+
+def same(a, b) -> bool:
+    """Equal values of equal types, NaN equal to NaN (Arrow's `equals` and == say no)."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b

@@ -1618,7 +1618,23 @@ class DocStore:
         return bytes(self._txt[a:b]).decode("utf-8", errors="surrogatepass")
 
     def texts(self, start: int, stop: int) -> list[str]:
-        return [self.text(i) for i in range(start, stop)]
+        """Documents start..stop-1, decoded at once: one decode of their bytes, then cut at each
+        document's first character (a decode per document cost the tokenize stage 3-5x more)."""
+        n = max(0, stop - start)
+        offs = self.txt_off[start:start + n + 1]
+        if n == 0 or offs[0] == offs[-1]:
+            return [""] * n
+        rel = offs - offs[0]
+        span = self._txt[int(offs[0]):int(offs[-1])]
+        text = bytes(span).decode("utf-8", errors="surrogatepass")
+        if len(text) == len(span):  # ASCII: bytes are characters
+            cuts = rel.tolist()
+        else:  # characters per document = bytes that start a UTF-8 sequence
+            chars = np.zeros(n, dtype=np.int64)
+            full = rel[1:] > rel[:-1]
+            chars[full] = np.add.reduceat((span & 0xC0) != 0x80, rel[:-1][full], dtype=np.int64)
+            cuts = [0] + np.cumsum(chars).tolist()
+        return [text[cuts[k]:cuts[k + 1]] for k in range(n)]
 
     def record(self, i: int) -> dict:
         a, b = self.rec_off[i], self.rec_off[i + 1]

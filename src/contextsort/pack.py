@@ -97,7 +97,7 @@ def encoded_batches(store, tok: TextTokenizer, start: int, stop: int, bos: bool,
     def texts_of(a: int, b: int) -> list[str]:
         if keep is None:
             return store.texts(a, b)
-        return [store.text(i) if keep[i - start] else "" for i in range(a, b)]
+        return [t if kept else "" for t, kept in zip(store.texts(a, b), keep[a - start:b - start].tolist())]
 
     def cuts():
         a = start
