@@ -14,13 +14,17 @@ baseline is HF `tokenizers` `encode_batch_fast` of the Llama-2 tokenizer on the 
   stage seconds. A small run first fills the numba cache, as any earlier run would. Also
   printed: recall@10 of the run's dense kNN against exact search on 2,000 sampled
   documents, the run's label_agreement, and the ratio without the report stage.
+  Also CPU seconds: the raw tokenizer's, the whole run's (the child's), each stage's (from
+  the manifest) and those besides the tokenize stage per document. The wall ratio depends on
+  the core count (the tokenizer uses every core, several stages one); `--cpus N` pins the
+  benchmark and the run to N CPUs to show it.
 
 Prints JSON: both rates, their ratio, per-stage seconds, peak RSS. The tokenizer is timed
 two or three times (before, right before the pipeline with --cli, after) and the fastest
 counts, so a load swing on a shared machine counts against the pipeline. Quote ratios
 measured in one run:
 
-    PYTHONPATH=src python benchmarks/throughput.py [--old] [--cli] [--stride 24] > throughput.json
+    PYTHONPATH=src python benchmarks/throughput.py [--old] [--cli [--cpus N]] [--stride 24] > throughput.json
 
 Before/after comparisons run this script (one version) against two checkouts: in a checkout,
 `PYTHONPATH=src python /path/to/benchmarks/throughput.py --cli` runs that checkout's code.
@@ -60,15 +64,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+TOKENIZER_CPU: list[float] = []  # CPU seconds of each raw_tokenizer call, beside its wall seconds
+
+
 def raw_tokenizer(texts: list[str]) -> float:
     from tokenizers import Tokenizer
 
     from contextsort.tokenizer import llama2_tokenizer_path
 
     tok = Tokenizer.from_file(str(llama2_tokenizer_path()))
-    t = time.perf_counter()
+    c, t = cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
     tok.encode_batch_fast(texts, add_special_tokens=False)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    TOKENIZER_CPU.append(cpu_seconds(resource.RUSAGE_SELF) - c)
+    return wall
 
 
 def warm_up(work: Path, old: bool) -> None:
@@ -183,10 +197,14 @@ def run_cli(corpus: Path, run: Path, work: Path, before_run=None) -> dict:
     cli_run(warm, work / "warm_run", "--lexical-method", "pruned")
     if before_run is not None:
         before_run()
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     wall = cli_run(corpus, run)
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
     man = json.loads((run / "manifest.json").read_text())
     stages = man.get("stages", {})
     sec = {k: v.get("seconds") for k, v in stages.items() if isinstance(v, dict)}
+    sec["cpu"] = {k: v.get("cpu_seconds") for k, v in stages.items() if isinstance(v, dict)}
+    sec["cpu"]["whole_run"] = round(cpu, 3)
     nb = stages.get("neighbors", {})
     for part in ("dense_seconds", "similarity_seconds"):
         if part in nb:
@@ -231,7 +249,11 @@ def main() -> None:
     ap.add_argument("--cli", action="store_true", help="time one `contextsort run` subprocess instead of library calls")
     ap.add_argument("--stride", type=int, default=24, help="words between window starts (24: about 31k documents)")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--cpus", type=int, default=None,
+                    help="pin this process and the run to the first N CPUs (the ratio depends on the core count)")
     a = ap.parse_args()
+    if a.cpus:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: a.cpus])
     logging.disable(logging.INFO)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.work or tmp)
@@ -255,7 +277,18 @@ def main() -> None:
             total = sum(v for k, v in stages.items() if k not in ("documents", "duplicates", "lexical_vectors", "lexical_knn_hybrid"))
         raw.append(raw_tokenizer(texts))
     raw_s = min(raw)
+    cpu_extra = {}
+    if a.cli:  # CPU seconds: what the core count does not change (module doc)
+        c = stages.pop("cpu")
+        tok_cpu = TOKENIZER_CPU[raw.index(raw_s)]
+        outside = c["whole_run"] - (c.get("tokenize") or 0.0)
+        cpu_extra = {"tokenizer_cpu_seconds": round(tok_cpu, 3), "pipeline_cpu_seconds": c["whole_run"],
+                     "cpu_ratio": round(tok_cpu / c["whole_run"], 3),
+                     "cpu_seconds_besides_tokenize_stage": round(outside, 3),
+                     "cpu_ms_per_doc_besides_tokenize_stage": round(1000 * outside / n, 4),
+                     "cores_busy": round(c["whole_run"] / total, 2), "stage_cpu_seconds": c}
     out = {
+        "cpus": len(os.sched_getaffinity(0)),
         "mode": "cli" if a.cli else ("old" if a.old else "ids"),
         "documents": n,
         "tokenizer_seconds": round(raw_s, 3),
@@ -264,6 +297,7 @@ def main() -> None:
         "pipeline_seconds": round(total, 3),
         "pipeline_docs_per_s": round(n / total, 1),
         "ratio": round(raw_s / total, 3),
+        **cpu_extra,
         **({"ratio_without_report": round(raw_s / (total - stages.get("report", 0)), 3), "quality": quality} if a.cli else {}),
         "stage_seconds": stages,
         "stage_vs_tokenizer": {k: round(v / raw_s, 3) for k, v in stages.items()
