@@ -17,7 +17,8 @@ import pytest
 
 from contextsort import Config, run
 from contextsort.corpus import DocStore
-from contextsort.report import ReportError, ReportUnavailable, write_report
+from contextsort.metrics import STEPS_FILE
+from contextsort.report import ReportError, ReportUnavailable, RunView, write_report
 
 from conftest import write_jsonl
 
@@ -260,3 +261,29 @@ def test_reading_windows_stay_inside_the_order_and_never_overlap(n):
         for s, why in wins:
             if why:  # the window said to be around a jump holds one
                 assert (given[max(0, s - 1):s + WINDOW - 1] == 0).any()
+
+
+def test_report_draws_the_metrics_stages_steps_only_for_their_order(bbc_packed, bbc_report, tmp_path):
+    """steps.npz (the metrics stage's per-step arrays) equals what the report recomputes from
+    the artifacts, the page is the same either way, and a file measured on another order or
+    seed is not used."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(bbc_packed, run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    saved = RunView(run_dir, manifest).measured_steps
+    assert saved is not None
+    (run_dir / STEPS_FILE).unlink()
+    fresh = RunView(run_dir, manifest)
+    assert fresh.measured_steps is None
+    np.testing.assert_array_equal(saved["adjacent"], fresh.adjacent)
+    np.testing.assert_array_equal(saved["adjacent_random"], fresh.random_adjacent)
+    np.testing.assert_array_equal(saved["steps"], fresh.steps)
+    assert float(saved["steps_random"].sum()) == fresh.random_path_weight
+    assert len(saved["steps"]) == len(fresh.order) - 1 and (saved["steps"] > 0).any()
+    assert write_report(run_dir, tmp_path / "recomputed.html").read_text(encoding="utf-8") == bbc_report
+    # measured on another order, or drawn with another seed: recomputed, not used
+    shutil.copy(bbc_packed / STEPS_FILE, run_dir / STEPS_FILE)
+    assert RunView(run_dir, manifest, seed=1).measured_steps is None
+    order = np.load(run_dir / "order.npy")
+    np.save(run_dir / "order.npy", order[::-1].copy())
+    assert RunView(run_dir, manifest).measured_steps is None

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 
 import numba as nb
 import numpy as np
@@ -87,9 +88,22 @@ def path_edge_weights(graph: Graph, order: np.ndarray) -> np.ndarray:
     return out
 
 
+STEPS_FILE = "steps.npz"  # the metrics stage's per-step arrays, which the report draws
+
+
+def order_digest(order: np.ndarray) -> str:
+    """Names one order (as int64 store positions): the report uses `STEPS_FILE` only for the
+    order it was measured on."""
+    return hashlib.blake2b(np.ascontiguousarray(order, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+
+
 def path_weight(graph: Graph, order: np.ndarray) -> dict:
     """Sum and mean per step of graph similarities along the order, and the jump count."""
-    w = path_edge_weights(graph, order)
+    return path_weight_of(path_edge_weights(graph, order))
+
+
+def path_weight_of(w: np.ndarray) -> dict:
+    """`path_weight` from the weight of each step."""
     return {
         "sum": float(w.sum()),
         "mean": float(w.mean()) if len(w) else 0.0,

@@ -24,7 +24,7 @@ import numpy as np
 from .corpus import DocStore
 from .errors import ContextsortError, DependencyMissing
 from .graph import Graph, graph_from_knn, restrict_knn
-from .metrics import adjacent_similarities_along, label_agreement, path_bound, path_edge_weights
+from .metrics import STEPS_FILE, adjacent_similarities_along, label_agreement, order_digest, path_bound, path_edge_weights
 from .rowfile import RowFile
 
 PLOT_SAMPLE = 200_000  # pairs or documents drawn for a histogram
@@ -212,8 +212,24 @@ class RunView:
         return adjacent_similarities_along(self.emb, order, CHUNK)
 
     @cached_property
+    def measured_steps(self) -> dict | None:
+        """The metrics stage's per-step arrays (`STEPS_FILE`) when they were measured on this
+        very order with this seed (else None: recomputed from the artifacts)."""
+        if self.order is None or not self.has(STEPS_FILE):
+            return None
+        try:
+            with np.load(self.dir / STEPS_FILE) as z:
+                if str(z["order_digest"]) != order_digest(self.order) or int(z["seed"]) != self.seed:
+                    return None
+                return {k: z[k] for k in ("adjacent", "adjacent_random", "steps", "steps_random")}
+        except (OSError, KeyError, ValueError):  # unreadable, or written by another version
+            return None
+
+    @cached_property
     def adjacent(self) -> np.ndarray | None:
         """Cosine of consecutive documents along the order."""
+        if self.measured_steps is not None:
+            return self.measured_steps["adjacent"]
         return None if self.emb is None or self.order is None else self.along(self.order)
 
     @cached_property
@@ -223,6 +239,8 @@ class RunView:
     @cached_property
     def random_adjacent(self) -> np.ndarray | None:
         """The same measure for a random order of the same documents (the Standard baseline)."""
+        if self.measured_steps is not None:
+            return self.measured_steps["adjacent_random"]
         return None if self.adjacent is None else self.along(self.random_order)
 
     @cached_property
@@ -242,7 +260,19 @@ class RunView:
     @cached_property
     def steps(self) -> np.ndarray | None:
         """Graph weight of each step of the order (0 = a jump)."""
+        if self.measured_steps is not None:
+            return self.measured_steps["steps"]
         return None if self.graph is None else path_edge_weights(*self.graph)
+
+    @cached_property
+    def random_path_weight(self) -> float | None:
+        """path_weight of the random order (`random_order`) on the same graph."""
+        if self.measured_steps is not None:
+            return float(self.measured_steps["steps_random"].sum())
+        if self.graph is None:
+            return None
+        graph, local = self.graph
+        return float(path_edge_weights(graph, np.random.default_rng(self.seed).permutation(local)).sum())
 
     def dense_knn(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The dense kNN lists that dedup used."""
@@ -528,15 +558,14 @@ def order_section(run: RunView) -> str | None:
     ax.legend(fontsize=7)
     cols.append(figure(fig, "histogram of consecutive-pair similarity beside random pairs"))
 
-    if run.graph is not None:
-        graph, local = run.graph
+    if steps is not None:
         pw = float(steps.sum())
         measured = (run.manifest.get("metrics") or {}).get("path_weight") or {}
         if measured.get("bound") and abs(measured.get("sum", -1.0) - pw) <= 1e-6 * max(1.0, abs(pw)):
             bound = float(measured["bound"])  # the metrics stage's, on this same graph (costly at 1M)
         else:
-            bound = path_bound(graph)
-        rand = float(path_edge_weights(graph, np.random.default_rng(run.seed).permutation(local)).sum())
+            bound = path_bound(run.graph[0]) if run.graph is not None else 0.0
+        rand = run.random_path_weight
         title = f"path_weight: {pw / bound:.3f} of the bound" if bound else "path_weight"
         cols.append(bar_chart(title, [("random order", rand, f"{rand:,.1f}"), ("this order", pw, f"{pw:,.1f}"),
                                       ("path_bound", bound, f"{bound:,.1f}")], ["#c44e52", "#1f5fa8", "#8c8c8c"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..atomic import write_json
+from ..atomic import atomic_write, write_json
 from ..corpus import DocStore
 from ..graph import graph_from_knn
-from ..metrics import (adjacent_similarities_along, bound_method, forest_iterations, label_agreement,
-                       path_bound, path_bound_two_best, path_weight)
+from ..metrics import (STEPS_FILE, adjacent_similarities_along, bound_method, forest_iterations, label_agreement,
+                       order_digest, path_bound, path_bound_two_best, path_edge_weights, path_weight_of)
 from ..pipeline import RunContext, Stage
 from .embed import embedding_rows
 from .order import kept_graph
@@ -21,30 +21,35 @@ def mean(values: np.ndarray) -> float:
 
 class MetricsStage(Stage):
     name = "metrics"
+    version = 2  # writes steps.npz
     reads = ("seed",)
     consumes = ("order", "knn", "dup_of", "embeddings", "store")
 
     def produces(self, cfg):
-        return {"metrics": ["metrics.json"]}
+        return {"metrics": ["metrics.json", STEPS_FILE]}
 
     def run(self, ctx: RunContext) -> dict:
         seed = ctx.cfg.seed
         order = np.load(ctx.path("order.npy"))
+        random_order = np.random.default_rng(seed).permutation(order)
 
         rows = embedding_rows(ctx)  # read chunk by chunk: the file stays out of the RSS
-        values: dict = {
-            "adjacent_similarity": {
-                "ordered": mean(adjacent_similarities_along(rows, order)),
-                "random": mean(adjacent_similarities_along(rows, np.random.default_rng(seed).permutation(order))),
-            },
-        }
+        adjacent = adjacent_similarities_along(rows, order)
+        adjacent_random = adjacent_similarities_along(rows, random_order)
+        values: dict = {"adjacent_similarity": {"ordered": mean(adjacent), "random": mean(adjacent_random)}}
         kept, k_ids, k_sims = kept_graph(ctx)
         graph = graph_from_knn(k_ids, k_sims)
         del k_ids, k_sims
         pos = np.full(len(rows), -1, dtype=np.int64)
         pos[kept] = np.arange(len(kept))
         local = pos[order]
-        pw = path_weight(graph, local)
+        steps = path_edge_weights(graph, local)
+        steps_random = path_edge_weights(graph, pos[random_order])
+        # the report draws these per-step figures (at 1M, recomputing them took it 8 s)
+        with atomic_write(ctx.path(STEPS_FILE)) as fh:
+            np.savez(fh, order_digest=np.array(order_digest(order)), seed=np.array(seed), adjacent=adjacent,
+                     adjacent_random=adjacent_random, steps=steps, steps_random=steps_random)
+        pw = path_weight_of(steps)
         # the tighter of the forest (Lagrangian) and two-best bounds (two-best alone on huge
         # graphs); the order's own weight steers the forest bound's steps
         bound = path_bound(graph, target=pw["sum"])
