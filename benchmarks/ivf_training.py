@@ -73,7 +73,7 @@ def ivf(emb: np.ndarray, per_list: int, niter: int, nprobe: int, seed: int):
     return idx, t1 - t0, t1
 
 
-def score(emb: np.ndarray, q: np.ndarray, exact_sims, exact_ids, sims, ids) -> tuple[float, float]:
+def score(q: np.ndarray, exact_sims, exact_ids, sims, ids) -> tuple[float, float]:
     hit = tie = 0
     for row, (i, e, es) in enumerate(zip(q, exact_ids, exact_sims)):
         want, kth = e[e != i][:10], es[e != i][9]
@@ -99,7 +99,7 @@ def measure(emb: np.ndarray) -> dict:
             idx, train_s, t1 = ivf(emb, per, niter, nprobe, 1234)
             sims, ids = idx.search(emb, 11)
             times.append((train_s, time.perf_counter() - t1))
-        rec, ties = score(emb, q, exact_sims, exact_ids, sims[q], ids[q])
+        rec, ties = score(q, exact_sims, exact_ids, sims[q], ids[q])
         grid.append({"train_per_list": per, "niter": niter, "nprobe": nprobe, "train_s": round(min(t[0] for t in times), 3),
                      "add_search_s": round(min(t[1] for t in times), 3), "recall_at_10": rec, "recall_at_10_ties": ties})
     seeds = {}
@@ -108,7 +108,7 @@ def measure(emb: np.ndarray) -> dict:
         for seed in SEEDS:
             idx, _, _ = ivf(emb, 39, niter, 32, seed)
             sims, ids = idx.search(emb[q], 11)
-            r.append(score(emb, q, exact_sims, exact_ids, sims, ids)[0])
+            r.append(score(q, exact_sims, exact_ids, sims, ids)[0])
         seeds[str(niter)] = {"recall_at_10": r, "mean": round(statistics.mean(r), 4), "sd": round(statistics.pstdev(r), 4)}
     return {"documents": len(emb), "grid": grid, "seeds": seeds}
 

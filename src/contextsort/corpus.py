@@ -265,8 +265,17 @@ def file_chunks(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
     if path.name.endswith((".gz", ".zst")):
         yield from decompressed_chunks(path)
         return
+    yield from byte_range(path, 0, None, chunk)
+
+
+def byte_range(path: Path, start: int, stop: int | None, chunk: int) -> Iterator[bytes]:
+    """Bytes [start, stop) of a file (stop None: to its end), `chunk` bytes at a time."""
     with open(path, "rb") as fh:
-        while data := fh.read(chunk):
+        fh.seek(start)
+        left = None if stop is None else stop - start
+        while data := fh.read(chunk if left is None else min(chunk, left)):
+            if left is not None:
+                left -= len(data)
             yield data
 
 
@@ -327,16 +336,8 @@ def plain_blocks(path: Path, start: int = 0, stop: int | None = None, chunk: int
 
     Cut after LF bytes, the pieces of a file hold, together, the whole file's lines, however
     the block's own lines are then split (LF, CRLF, lone CR: `bytes.splitlines`)."""
-    def reads() -> Iterator[bytes]:
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            left = None if stop is None else stop - start
-            while data := fh.read(chunk if left is None else min(chunk, left)):
-                if left is not None:
-                    left -= len(data)
-                yield data
-
-    return line_blocks(reads(), size=1, drop_bom=start == 0)  # each read is `chunk` bytes already: cut at every one
+    # each read is `chunk` bytes already: cut at every one
+    return line_blocks(byte_range(path, start, stop, chunk), size=1, drop_bom=start == 0)
 
 
 def line_blocks(chunks: Iterable[bytes], size: int = CHUNK_BYTES, drop_bom: bool = True) -> Iterator[bytes]:
